@@ -1,0 +1,202 @@
+"""Configuration: one dataclass per stage, composed into :class:`ReconstructConfig`, and the presets.
+
+Each stage owns its dataclass; fields carry attribute docstrings (they become help text). A config is plain data:
+``dataclasses.asdict`` of a stage's config is part of the cache key of that stage in the work dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+PRESETS = ("fast", "default", "quality")
+Preset = Literal["fast", "default", "quality"]
+
+
+@dataclass
+class InputConfig:
+    """Loading and validating the photo."""
+
+    max_megapixels: float | None = None
+    """Downscale larger photos to this many megapixels instead of refusing them (default: refuse above 50 MP)."""
+    min_side: int = 64
+    """Refuse photos whose short side is smaller than this many pixels."""
+
+
+@dataclass
+class SegmentConfig:
+    """Person segmentation."""
+
+    backend: str = "auto"
+    """auto | alpha | mediapipe | rembg | mask. auto: the input's alpha when meaningful, else mediapipe."""
+    mask_path: str | None = None
+    """A user-supplied mask image (white = person); implies backend 'mask'."""
+    rembg_model: str = "u2net"
+    """rembg model name; its .onnx file is looked for in the weights dir."""
+    threshold: float = 0.5
+    """Probability above which a pixel is the person."""
+    min_area_fraction: float = 0.005
+    """A person mask smaller than this fraction of the image means 'no person found'."""
+    max_hole_fraction: float = 0.01
+    """Holes in the person mask smaller than this fraction of its area are filled; larger ones (e.g. between an
+    arm on the hip and the body) are real background and kept."""
+
+
+@dataclass
+class FrameConfig:
+    """Placing the cutout in the canonical canvas."""
+
+    resolution: int = 768
+    """Canvas side R in pixels."""
+    crop_size: int = 740
+    """The person's bounding-box long side, in pixels of a 768 canvas (scaled with R)."""
+
+
+@dataclass
+class BodyConfig:
+    """Body estimation (landmarks and body-model fit)."""
+
+    model: str = "auto"
+    """auto | anny | smplx. auto prefers SMPL-X when its model files are present."""
+    iterations: int = 300
+    """Optimisation steps of the fit."""
+    height_m: float | None = None
+    """Known standing height in metres (default: estimated, 1.70 when unknown)."""
+
+
+@dataclass
+class MultiViewConfig:
+    """Multi-view generation."""
+
+    backend: str = "auto"
+    """auto | pshuman | prior. auto picks pshuman when its weights are present (and a GPU is available)."""
+    resolution: int = 768
+    """Resolution of the generated views."""
+    num_inference_steps: int = 40
+    guidance_scale: float = 3.0
+    unet_path: str | None = None
+    """A DRPose-tuned UNet folder to use instead of the one in the PSHuman weights."""
+    allow_pickle: bool = False
+    """Allow loading pickle checkpoints (they can execute code); default: safetensors only."""
+    dtype: str = "auto"
+    """auto | float32 | float16 | bfloat16 (auto: float16 on CUDA, float32 on CPU)."""
+
+
+@dataclass
+class CarveConfig:
+    """Carving with continuous remeshing."""
+
+    resolution: int = 512
+    """Render resolution of the views during carving."""
+    body_refine_steps: int = 100
+    iterations: int = 300
+    edge_length_min: float = 0.01
+    edge_length_max: float = 0.08
+    poisson: bool = False
+    """Poisson clean-up (open3d), keeping the largest component."""
+    renderer: str = "auto"
+    """auto | torch | open3d | nvdiffrast."""
+
+
+@dataclass
+class TextureConfig:
+    """Colour fusion and UV texture."""
+
+    texture_size: int = 2048
+    cos_power: float = 2.0
+    """Exponent k of the |cos(normal, view)|^k weight."""
+
+
+@dataclass
+class ExportConfig:
+    """Writing the result."""
+
+    format: str = "glb"
+    """glb | obj | ply."""
+    default_height_m: float = 1.70
+    """Height used by the export transform when the body fit gives none."""
+
+
+@dataclass
+class ReconstructConfig:
+    """One whole reconstruction."""
+
+    preset: str = "default"
+    device: str = "auto"
+    """auto | cpu | cuda."""
+    seed: int = 0
+    weights_dir: str | None = None
+    input: InputConfig = field(default_factory=InputConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    frame: FrameConfig = field(default_factory=FrameConfig)
+    body: BodyConfig = field(default_factory=BodyConfig)
+    multiview: MultiViewConfig = field(default_factory=MultiViewConfig)
+    carve: CarveConfig = field(default_factory=CarveConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _apply(cfg: ReconstructConfig, overrides: dict[str, dict[str, Any]]) -> ReconstructConfig:
+    for stage, values in overrides.items():
+        sub = getattr(cfg, stage)
+        for k, v in values.items():
+            if not hasattr(sub, k):
+                raise KeyError(f"{stage} has no setting {k!r}")
+            setattr(sub, k, v)
+    return cfg
+
+
+#: What each preset changes relative to the defaults of the dataclasses.
+PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "fast": {
+        "frame": {"resolution": 512},
+        "body": {"iterations": 120},
+        "multiview": {"resolution": 512, "num_inference_steps": 20},
+        "carve": {"resolution": 256, "body_refine_steps": 30, "iterations": 80, "edge_length_min": 0.02},
+        "texture": {"texture_size": 1024},
+    },
+    "default": {},
+    "quality": {
+        "body": {"iterations": 600},
+        "carve": {"resolution": 1024, "iterations": 700, "edge_length_min": 0.005, "poisson": True},
+        "texture": {"texture_size": 4096},
+    },
+}
+
+
+def preset_config(preset: str = "default", **top_level: Any) -> ReconstructConfig:
+    """A :class:`ReconstructConfig` for ``preset`` with top-level fields (device, seed, ...) set."""
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = ReconstructConfig(preset=preset, **top_level)
+    return _apply(cfg, PRESET_OVERRIDES[preset])
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cuda' without a GPU is an error."""
+    from human3d.errors import MissingBackendError, UsageError
+
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:  # torch is a core dependency, but keep device resolution honest without it
+        has_cuda = False
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if not has_cuda:
+        raise MissingBackendError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return device
+
+
+def weights_dir_path(cfg: ReconstructConfig) -> Path | None:
+    return Path(cfg.weights_dir) if cfg.weights_dir else None

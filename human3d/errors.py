@@ -1,0 +1,81 @@
+"""Errors a user can cause, each with a one-line message that says what to do and a documented exit code.
+
+Exit codes (also listed in README.md):
+
+| code | meaning |
+|---|---|
+| 0 | success (a batch: every input succeeded) |
+| 1 | a batch finished but some inputs failed (see summary.json) |
+| 2 | usage error: bad option, missing argument, output exists without ``--overwrite`` |
+| 3 | bad input: not an image, corrupt, too small, too large, no person found |
+| 4 | missing weights, backend or stage: install or place what the message names |
+| 5 | internal error: a bug; rerun with ``--debug`` and report the traceback |
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_MISSING = 4
+EXIT_INTERNAL = 5
+
+
+class Human3DError(Exception):
+    """Base class: ``str(err)`` is the one line shown to the user; ``exit_code`` the process exit status."""
+
+    exit_code: int = EXIT_INTERNAL
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class UsageError(Human3DError):
+    """The command line or API call is wrong (exit 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class OutputExistsError(UsageError):
+    """An output file exists and ``--overwrite`` was not given (exit 2)."""
+
+
+class BadInputError(Human3DError):
+    """The input image (or mask) cannot be used (exit 3)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class NoPersonFoundError(BadInputError):
+    """Segmentation found no person, or one too small to reconstruct (exit 3)."""
+
+
+class MissingWeightsError(Human3DError):
+    """A model file is absent or corrupt (exit 4)."""
+
+    exit_code = EXIT_MISSING
+
+
+class MissingBackendError(Human3DError):
+    """An optional dependency or device needed by the requested backend is not available (exit 4)."""
+
+    exit_code = EXIT_MISSING
+
+
+class StageNotAvailableError(Human3DError):
+    """A pipeline stage is not implemented in this version (exit 4)."""
+
+    exit_code = EXIT_MISSING
+
+
+class InternalError(Human3DError):
+    """Something that should not happen did (exit 5)."""
+
+    exit_code = EXIT_INTERNAL

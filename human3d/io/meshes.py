@@ -1,0 +1,195 @@
+"""Mesh files: OBJ (+MTL+PNG), GLB (embedded texture, glTF 2.0) and PLY (vertex colours); the export transform.
+
+The export frame (DESIGN.md §3): metres, +Y up, facing +Z, feet on y = 0, centred on x = z = 0. Every file is
+written atomically (temporary file, then rename), and an existing output is only replaced with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from human3d.errors import BadInputError, OutputExistsError, UsageError
+from human3d.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from human3d.types import TexturedMesh
+
+FORMATS = ("glb", "obj", "ply")
+
+
+def format_from_path(path: Path, fmt: str | None = None) -> str:
+    """The output format: ``fmt`` when given (must agree with a known suffix), else the file's suffix."""
+    suffix = path.suffix.lower().lstrip(".")
+    if fmt is not None:
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        if suffix in FORMATS and suffix != fmt:
+            raise UsageError(f"output {path} has suffix .{suffix} but --format is {fmt}; make them agree")
+        return fmt
+    if suffix not in FORMATS:
+        raise UsageError(f"cannot tell the format of {path}: use a .glb, .obj or .ply name, or --format")
+    return suffix
+
+
+def companion_files(path: Path, fmt: str) -> list[Path]:
+    """Every file an export to ``path`` writes (OBJ also writes .mtl and .png)."""
+    if fmt == "obj":
+        # the texture is <stem>_texture.png so that `-o person.obj` never clobbers an input photo person.png
+        return [path, path.with_suffix(".mtl"), texture_path(path)]
+    return [path]
+
+
+def texture_path(obj_path: Path) -> Path:
+    return obj_path.with_name(obj_path.stem + "_texture.png")
+
+
+def check_output_path(path: Path, *, overwrite: bool, fmt: str | None = None) -> None:
+    """Refuse to replace an existing output without ``overwrite``; refuse an output that is a folder."""
+    if path.is_dir():
+        raise UsageError(f"output {path} is a folder; give a file name such as {path / 'person.glb'}")
+    format_from_path(path, fmt)
+    # Only the main file counts: an OBJ's .mtl/_texture.png without the .obj are left by an interrupted export
+    # (the .obj is written last) and are replaced.
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def export_transform(
+    vertices: np.ndarray, height_m: float, canonical_height: float | None = None
+) -> np.ndarray:
+    """(V, 3) canonical-frame vertices -> metres, feet on y = 0, centred on x = z = 0.
+
+    ``canonical_height`` is the subject's standing height in canonical units; when None the mesh's own y extent is
+    used (right for a standing subject, an approximation for a crouching one).
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    if len(v) == 0:
+        raise UsageError("cannot export an empty mesh")
+    extent = float(v[:, 1].max() - v[:, 1].min()) if canonical_height is None else float(canonical_height)
+    if not np.isfinite(extent) or extent <= 0:
+        raise UsageError("cannot export a mesh with zero height")
+    s = height_m / extent
+    out = v * s
+    out[:, 1] -= out[:, 1].min()
+    out[:, 0] -= 0.5 * (out[:, 0].min() + out[:, 0].max())
+    out[:, 2] -= 0.5 * (out[:, 2].min() + out[:, 2].max())
+    return out.astype(np.float32)
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def sample_texture(texture: np.ndarray, uvs: np.ndarray) -> np.ndarray:
+    """(V, 2) UVs (origin bottom-left, glTF/OBJ style v up) -> (V, 3) uint8 colours, bilinear."""
+    h, w = texture.shape[:2]
+    x = np.clip(uvs[:, 0], 0, 1) * (w - 1)
+    y = (1.0 - np.clip(uvs[:, 1], 0, 1)) * (h - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    t = texture[..., :3].astype(np.float64)
+    c = (t[y0, x0] * (1 - fx) * (1 - fy) + t[y0, x1] * fx * (1 - fy) + t[y1, x0] * (1 - fx) * fy
+         + t[y1, x1] * fx * fy)
+    return np.clip(c + 0.5, 0, 255).astype(np.uint8)
+
+
+def _write_obj(path: Path, m: TexturedMesh, vertices: np.ndarray, overwrite: bool) -> None:
+    stem = path.stem
+    lines = [f"# human3d: {len(vertices)} vertices, {len(m.faces)} faces; metres, +Y up, facing +Z"]
+    has_tex = m.texture is not None and m.uvs is not None
+    if has_tex:
+        lines.append(f"mtllib {stem}.mtl")
+        lines.append("usemtl material0")
+    if m.vertex_colors is not None and not has_tex:
+        c = m.vertex_colors[:, :3].astype(np.float64) / 255.0
+        lines += [f"v {a:.6f} {b:.6f} {d:.6f} {r:.4f} {g:.4f} {bl:.4f}" for (a, b, d), (r, g, bl) in zip(vertices, c)]
+    else:
+        lines += [f"v {a:.6f} {b:.6f} {d:.6f}" for a, b, d in vertices]
+    if has_tex:
+        lines += [f"vt {u:.6f} {v:.6f}" for u, v in m.uvs]
+        lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in (m.faces + 1)]
+    else:
+        lines += [f"f {a} {b} {c}" for a, b, c in (m.faces + 1)]
+    if has_tex:
+        atomic_write_bytes(texture_path(path), _png_bytes(m.texture))
+        mtl = (f"newmtl material0\nKa 1.000 1.000 1.000\nKd 1.000 1.000 1.000\nKs 0.000 0.000 0.000\n"
+               f"d 1.0\nillum 1\nmap_Kd {texture_path(path).name}\n")
+        atomic_write_text(path.with_suffix(".mtl"), mtl)
+    # the OBJ goes last: its presence means the export is complete (batch resume relies on it)
+    atomic_write_text(path, "\n".join(lines) + "\n", overwrite=overwrite)
+
+
+def _to_trimesh(m: TexturedMesh, vertices: np.ndarray, *, for_glb: bool):
+    import trimesh
+    from PIL import Image
+
+    if for_glb and m.texture is not None and m.uvs is not None:
+        material = trimesh.visual.material.PBRMaterial(
+            baseColorTexture=Image.fromarray(np.ascontiguousarray(m.texture[..., :3])),
+            metallicFactor=0.0,
+            roughnessFactor=1.0,
+            doubleSided=False,
+        )
+        visual = trimesh.visual.TextureVisuals(uv=m.uvs.astype(np.float64), material=material)
+        return trimesh.Trimesh(vertices, m.faces, visual=visual, process=False)
+    colors = m.vertex_colors
+    if colors is None and m.texture is not None and m.uvs is not None:
+        colors = sample_texture(m.texture, m.uvs)
+    return trimesh.Trimesh(vertices, m.faces, vertex_colors=colors, process=False)
+
+
+def export_mesh(mesh: TexturedMesh, path: str | Path, *, fmt: str | None = None, overwrite: bool = False) -> Path:
+    """Write ``mesh`` (canonical frame) to ``path`` in the export frame; returns ``path``."""
+    path = Path(path)
+    fmt = format_from_path(path, fmt)
+    check_output_path(path, overwrite=overwrite, fmt=fmt)
+    vertices = export_transform(mesh.vertices, mesh.height_m, mesh.canonical_height)
+    if fmt == "obj":
+        _write_obj(path, mesh, vertices, overwrite)
+        return path
+    tm = _to_trimesh(mesh, vertices, for_glb=fmt == "glb")
+    data = tm.export(file_type=fmt)
+    atomic_write_bytes(path, data if isinstance(data, bytes) else data.encode(), overwrite=overwrite)
+    return path
+
+
+def read_mesh(path: str | Path) -> TexturedMesh:
+    """Read an OBJ, GLB/GLTF or PLY (any mesh trimesh reads) into one TexturedMesh, in the file's own frame.
+
+    A scene with several meshes is concatenated. The height fields are set from the mesh's y extent.
+    """
+    import trimesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"mesh file {path} does not exist")
+    try:
+        loaded = trimesh.load(path, force="mesh", process=False)
+    except Exception as err:
+        raise BadInputError(f"cannot read mesh {path}: {type(err).__name__}: {err}") from err
+    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
+        raise BadInputError(f"{path} holds no triangle mesh")
+    uvs = texture = colors = None
+    visual = loaded.visual
+    if isinstance(visual, trimesh.visual.TextureVisuals) and visual.uv is not None:
+        uvs = np.asarray(visual.uv, dtype=np.float32)
+        image = getattr(visual.material, "baseColorTexture", None) or getattr(visual.material, "image", None)
+        if image is not None:
+            texture = np.asarray(image.convert("RGB"))
+    elif visual.kind == "vertex":
+        colors = np.asarray(visual.vertex_colors)[:, :3].astype(np.uint8)
+    v = np.asarray(loaded.vertices, dtype=np.float32)
+    height = float(v[:, 1].max() - v[:, 1].min())
+    return TexturedMesh(vertices=v, faces=np.asarray(loaded.faces, dtype=np.int64), uvs=uvs, texture=texture,
+                        vertex_colors=colors, height_m=height, canonical_height=height)
+
+
+__all__ = ["FORMATS", "export_mesh", "read_mesh", "export_transform", "format_from_path", "check_output_path",
+           "companion_files", "atomic_path", "OutputExistsError"]

@@ -1,0 +1,207 @@
+"""The dataclasses the stages exchange: ``LoadedImage`` -> ``Cutout`` -> ``Framed`` -> ``BodyFit`` -> ``MultiView``
+-> ``Mesh`` -> ``TexturedMesh`` (DESIGN.md §1).
+
+Arrays are numpy, in the canonical frame of :mod:`human3d.cameras` unless a field says otherwise. Every result can
+be written to and read from a folder (``save``/``load``: arrays in ``arrays.npz``, everything else in
+``meta.json``), which is how the pipeline caches a stage in the work dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+T = TypeVar("T", bound="StageResult")
+
+
+class StageResult:
+    """Mixin: folder round trip for a dataclass whose fields are arrays, None or JSON values."""
+
+    ARRAYS_FILE: ClassVar[str] = "arrays.npz"
+    META_FILE: ClassVar[str] = "meta.json"
+
+    def save(self, folder: str | Path) -> None:
+        from human3d.io.atomic import atomic_write_bytes, atomic_write_text
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {"type": type(self).__name__}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                arrays[f.name] = value
+            else:
+                meta[f.name] = value
+        import io
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(folder / self.ARRAYS_FILE, buf.getvalue())
+        atomic_write_text(folder / self.META_FILE, json.dumps(meta, indent=1, default=_json_default))
+
+    @classmethod
+    def load(cls: type[T], folder: str | Path) -> T:
+        folder = Path(folder)
+        meta = json.loads((folder / cls.META_FILE).read_text())
+        if meta.pop("type", cls.__name__) != cls.__name__:
+            raise ValueError(f"{folder} holds a different result type")
+        with np.load(folder / cls.ARRAYS_FILE, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in arrays:
+                kwargs[f.name] = arrays[f.name]
+            elif f.name in meta:
+                value = meta[f.name]
+                kwargs[f.name] = tuple(value) if isinstance(f.default, tuple) and isinstance(value, list) else value
+        return cls(**kwargs)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in meta.json")
+
+
+@dataclass
+class LoadedImage(StageResult):
+    """A validated photo.
+
+    rgb: (H, W, 3) uint8, sRGB, EXIF orientation applied.
+    alpha: (H, W) uint8 or None when the file had no alpha channel.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    source: str = ""
+    original_size: tuple[int, int] = (0, 0)  # (width, height) as stored in the file, before any downscale
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.rgb.shape[1], self.rgb.shape[0]
+
+
+@dataclass
+class Cutout(StageResult):
+    """The person separated from the background, in photo pixels.
+
+    rgb: (H, W, 3) uint8 photo; mask: (H, W) bool, one cleaned person component;
+    bbox: (x0, y0, x1, y1) of the mask, half-open pixel bounds; backend: which segmenter made the mask.
+    """
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    bbox: tuple[int, int, int, int] = (0, 0, 0, 0)
+    backend: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Framed(StageResult):
+    """The cutout placed in the canonical canvas (DESIGN.md §3).
+
+    rgb: (R, R, 3) uint8 on a white background; mask: (R, R) bool;
+    face_rgb / face_mask: the face crop (cameras.face_box) upscaled to (R, R);
+    scale, offset: canvas_pixel = scale * photo_pixel + offset (pixel-edge coordinates, both axes).
+    photo_size: (width, height) of the photo the cutout came from.
+    """
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    face_rgb: np.ndarray
+    face_mask: np.ndarray
+    scale: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)
+    photo_size: tuple[int, int] = (0, 0)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.rgb.shape[0])
+
+    def photo_to_canvas(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) photo pixel coordinates -> canvas pixel coordinates."""
+        return np.asarray(xy, dtype=np.float64) * self.scale + np.asarray(self.offset)
+
+    def canvas_to_photo(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) canvas pixel coordinates -> photo pixel coordinates."""
+        return (np.asarray(xy, dtype=np.float64) - np.asarray(self.offset)) / self.scale
+
+
+@dataclass
+class BodyFit(StageResult):
+    """A body model fitted in the canonical frame.
+
+    vertices: (V, 3) float32; faces: (F, 3) int64; joints: (J, 3) float32 named by ``joint_names``;
+    params: the model's parameters (JSON values); height_m: estimated standing height in metres;
+    canonical_height: the same height in canonical units (so 1 canonical unit = height_m / canonical_height m);
+    report: fit quality (e.g. ``keypoint_error_px``, ``mask_iou``).
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    joints: np.ndarray
+    joint_names: list[str] = field(default_factory=list)
+    model: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    height_m: float = 1.70
+    canonical_height: float = 2.0
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MultiView(StageResult):
+    """Views of the subject in the view set of :mod:`human3d.cameras` (body views, then optionally the face).
+
+    normals: (N, R, R, 3) float32 world-frame unit normals (0 where masked out);
+    colors: (N, R, R, 3) float32 in [0, 1]; masks: (N, R, R) bool; view_names / azimuths: per view;
+    view_weights: (N,) float32 weight of each view in carving and colour fusion.
+    """
+
+    normals: np.ndarray
+    colors: np.ndarray
+    masks: np.ndarray
+    view_weights: np.ndarray
+    view_names: list[str] = field(default_factory=list)
+    azimuths: list[float] = field(default_factory=list)
+    backend: str = ""
+
+
+@dataclass
+class Mesh(StageResult):
+    """A triangle mesh in the canonical frame: vertices (V, 3) float32, faces (F, 3) int64, counter-clockwise
+    seen from outside."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+
+
+@dataclass
+class TexturedMesh(StageResult):
+    """A mesh with colour, in the canonical frame.
+
+    vertices (V, 3) float32 and faces (F, 3) int64; uvs (V, 2) float32 per vertex (vertices are split along UV
+    seams) or None; texture (H, W, 3) uint8 sRGB or None; vertex_colors (V, 3) uint8 or None.
+    height_m: real standing height, used by the export transform; canonical_height likewise (see BodyFit).
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray | None = None
+    texture: np.ndarray | None = None
+    vertex_colors: np.ndarray | None = None
+    height_m: float = 1.70
+    canonical_height: float | None = None

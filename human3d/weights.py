@@ -1,0 +1,250 @@
+"""Registry of model assets: what each is, its files, licence, source, checksums, and where it is looked for.
+
+Lookup order for an asset's folder (DESIGN.md §5): ``--weights-dir``, ``$HUMAN3D_WEIGHTS``, ``./weights``, then
+(for Hugging Face assets) the Hugging Face cache. Each asset lives in ``<weights dir>/<asset.folder>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from human3d.errors import MissingWeightsError, UsageError
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    description: str
+    folder: str
+    required: tuple[str, ...]
+    """Files (relative to the asset folder) that must all be present."""
+    licence: str
+    source: str
+    hf_repo: str | None = None
+    downloadable: bool = False
+    sha256: dict[str, str] = field(default_factory=dict)
+    md5: dict[str, str] = field(default_factory=dict)
+    instructions: str = ""
+    any_of: tuple[tuple[str, ...], ...] = ()
+    """Groups of alternative files: at least one of each group must be present (e.g. safetensors or bin)."""
+
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in (
+        Asset(
+            name="pshuman",
+            description="PSHuman multi-view normal/colour diffusion (6 views + face, 768x768)",
+            folder="pshuman",
+            required=("model_index.json", "unet/config.json", "vae/config.json", "scheduler/scheduler_config.json",
+                      "image_encoder/config.json"),
+            any_of=(
+                ("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.bin"),
+                ("vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.bin"),
+                ("image_encoder/model.safetensors", "image_encoder/pytorch_model.bin"),
+            ),
+            licence="PSHuman code MIT; weights fine-tuned from Stable Diffusion 2.1-unclip "
+                    "(CreativeML Open RAIL++-M): check both before commercial use",
+            source="Hugging Face pengHTYX/PSHuman_Unclip_768_6views",
+            hf_repo="pengHTYX/PSHuman_Unclip_768_6views",
+            downloadable=True,
+            instructions="run `human3d weights download pshuman` on a machine that is online, or copy the "
+                         "repository's files into {path}",
+        ),
+        Asset(
+            name="smplx",
+            description="SMPL-X body model files (neutral/male/female .npz)",
+            folder="smplx",
+            required=(),
+            any_of=(("SMPLX_NEUTRAL.npz", "SMPLX_NEUTRAL.pkl", "SMPLX_MALE.npz", "SMPLX_FEMALE.npz"),),
+            licence="SMPL-X Model License: non-commercial research use; registration required",
+            source="https://smpl-x.is.tue.mpg.de (register, accept the licence, download 'SMPL-X v1.1 (NPZ+PKL)')",
+            downloadable=False,
+            instructions="register at https://smpl-x.is.tue.mpg.de, download the SMPL-X model (npz) and put "
+                         "SMPLX_NEUTRAL.npz (and optionally SMPLX_MALE.npz, SMPLX_FEMALE.npz) into {path}",
+        ),
+        Asset(
+            name="u2net",
+            description="rembg's U^2-Net person/background segmentation model (ONNX)",
+            folder="rembg",
+            required=("u2net.onnx",),
+            licence="Apache-2.0 (U^2-Net, xuebinqin/U-2-Net)",
+            source="rembg model release u2net.onnx (github.com/danielgatis/rembg releases)",
+            hf_repo=None,
+            downloadable=False,
+            md5={"u2net.onnx": "60024c5c889badc19c04ad937298a77b"},
+            instructions="download u2net.onnx from rembg's model releases and put it into {path} "
+                         "(or point U2NET_HOME there)",
+        ),
+    )
+}
+
+
+def get_asset(name: str) -> Asset:
+    try:
+        return ASSETS[name]
+    except KeyError:
+        raise UsageError(f"unknown asset {name!r}; known assets: {', '.join(ASSETS)}") from None
+
+
+def search_dirs(weights_dir: str | Path | None = None) -> list[Path]:
+    """The weights roots in lookup order (existing or not)."""
+    dirs: list[Path] = []
+    if weights_dir:
+        dirs.append(Path(weights_dir).expanduser())
+    env = os.environ.get("HUMAN3D_WEIGHTS")
+    if env:
+        dirs.append(Path(env).expanduser())
+    dirs.append(Path.cwd() / "weights")
+    return dirs
+
+
+def default_install_dir(asset: Asset, weights_dir: str | Path | None = None) -> Path:
+    """Where an asset is put when the user installs it: the first root of the lookup order."""
+    return search_dirs(weights_dir)[0] / asset.folder
+
+
+def _complete(asset: Asset, folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    if not all((folder / f).is_file() for f in asset.required):
+        return False
+    return all(any((folder / f).is_file() for f in group) for group in asset.any_of)
+
+
+def _hf_cache_folder(asset: Asset) -> Path | None:
+    if not asset.hf_repo:
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(asset.hf_repo, local_files_only=True)
+    except Exception:  # not cached (or hub not installed): simply not found there
+        return None
+    return Path(path)
+
+
+def locate(name: str, weights_dir: str | Path | None = None) -> Path | None:
+    """The folder holding every required file of asset ``name``, or None."""
+    asset = get_asset(name)
+    for root in search_dirs(weights_dir):
+        if _complete(asset, root / asset.folder):
+            return root / asset.folder
+    cached = _hf_cache_folder(asset)
+    if cached is not None and _complete(asset, cached):
+        return cached
+    return None
+
+
+def require(name: str, weights_dir: str | Path | None = None) -> Path:
+    """Like :func:`locate` but a missing asset raises :class:`MissingWeightsError` saying what to do."""
+    found = locate(name, weights_dir)
+    if found is not None:
+        return found
+    asset = get_asset(name)
+    target = default_install_dir(asset, weights_dir)
+    looked = ", ".join(str(d / asset.folder) for d in search_dirs(weights_dir))
+    raise MissingWeightsError(
+        f"{asset.description} not found (looked in {looked}"
+        f"{' and the Hugging Face cache' if asset.hf_repo else ''}); {asset.instructions.format(path=target)}"
+    )
+
+
+@dataclass
+class AssetStatus:
+    name: str
+    found: bool
+    path: str | None
+    licence: str
+    source: str
+    downloadable: bool
+    description: str
+
+
+def status(weights_dir: str | Path | None = None) -> list[AssetStatus]:
+    out = []
+    for a in ASSETS.values():
+        p = locate(a.name, weights_dir)
+        out.append(AssetStatus(a.name, p is not None, str(p) if p else None, a.licence, a.source, a.downloadable,
+                               a.description))
+    return out
+
+
+def _digest(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(name: str, weights_dir: str | Path | None = None) -> list[str]:
+    """Problems with asset ``name`` (empty list: it is present and every known checksum and header is right)."""
+    asset = get_asset(name)
+    folder = locate(name, weights_dir)
+    if folder is None:
+        return [f"{name}: not found"]
+    problems: list[str] = []
+    for rel, expected in asset.sha256.items():
+        if (folder / rel).is_file() and _digest(folder / rel, "sha256") != expected:
+            problems.append(f"{folder / rel}: sha256 does not match; the file is corrupt or a different version")
+    for rel, expected in asset.md5.items():
+        if (folder / rel).is_file() and _digest(folder / rel, "md5") != expected:
+            problems.append(f"{folder / rel}: md5 does not match; the file is corrupt or a different version")
+    for path in sorted(folder.rglob("*")):
+        if path.suffix == ".safetensors":
+            problem = check_safetensors_header(path)
+            if problem:
+                problems.append(problem)
+        elif path.suffix == ".json" and path.is_file():
+            try:
+                json.loads(path.read_text())
+            except (ValueError, UnicodeDecodeError):
+                problems.append(f"{path}: not valid JSON; the file is corrupt, download it again")
+    return problems
+
+
+def check_safetensors_header(path: Path) -> str | None:
+    """A one-line problem if ``path`` is not a readable safetensors file whose tensors fit in the file."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return f"{path}: truncated safetensors file; download it again"
+            n = int.from_bytes(head, "little")
+            if n <= 0 or n > min(size - 8, 100_000_000):
+                return f"{path}: corrupt safetensors header; download it again"
+            header = json.loads(fh.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + n + end > size:
+            return f"{path}: truncated safetensors file ({size} bytes, needs {8 + n + end}); download it again"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"{path}: unreadable safetensors file ({err}); download it again"
+    return None
+
+
+def download(name: str, weights_dir: str | Path | None = None) -> Path:
+    """Fetch a downloadable asset through huggingface_hub into the first weights root; returns its folder."""
+    asset = get_asset(name)
+    target = default_install_dir(asset, weights_dir)
+    if not asset.downloadable or not asset.hf_repo:
+        raise MissingWeightsError(f"{name} cannot be downloaded by human3d: {asset.instructions.format(path=target)}")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as err:  # pragma: no cover - huggingface_hub is a core dependency
+        raise MissingWeightsError("huggingface_hub is not installed; pip install huggingface_hub") from err
+    try:
+        snapshot_download(asset.hf_repo, local_dir=str(target))
+    except Exception as err:
+        raise MissingWeightsError(
+            f"downloading {asset.hf_repo} failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            f"check the network, or copy the files into {target}"
+        ) from err
+    if not _complete(asset, target):
+        raise MissingWeightsError(f"downloaded {asset.hf_repo} into {target} but files are missing; retry")
+    return target

@@ -1,0 +1,118 @@
+"""The stage framework, tested with small stages defined here (the real stages have their own tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from human3d import pipeline
+from human3d.config import preset_config
+from human3d.errors import BadInputError, InternalError, StageNotAvailableError
+from human3d.pipeline import Reconstructor, StageSpec
+from human3d.types import Cutout, LoadedImage
+
+CALLS: list[str] = []
+
+
+def load_stage(path, cfg, ctx):
+    CALLS.append("load")
+    data = np.frombuffer(path.read_bytes(), np.uint8)
+    ctx.progress(0.5, "half")
+    return LoadedImage(rgb=np.resize(data, (4, 4, 3)).copy(), source=str(path))
+
+
+def cut_stage(image, cfg, ctx):
+    CALLS.append("cut")
+    ctx.warn("cut warns")
+    mask = image.rgb[..., 0] > int(cfg.threshold * 255)
+    return Cutout(rgb=image.rgb, mask=mask, bbox=(0, 0, 4, 4), backend="test")
+
+
+def bad_stage(image, cfg, ctx):
+    raise BadInputError("this photo is unusable")
+
+
+def buggy_stage(image, cfg, ctx):
+    raise KeyError("boom")
+
+
+def _stages(second: str) -> tuple[StageSpec, ...]:
+    return (
+        StageSpec("load", f"{__name__}:load_stage", (), "input", LoadedImage, "load"),
+        StageSpec("segment", f"{__name__}:{second}", ("load",), "segment", Cutout, "segment"),
+    )
+
+
+@pytest.fixture
+def photo(tmp_path):
+    p = tmp_path / "photo.bin"
+    p.write_bytes(bytes(range(48)))
+    CALLS.clear()
+    return p
+
+
+def test_runs_stages_in_order_with_events_and_timings(monkeypatch, photo):
+    monkeypatch.setattr(pipeline, "STAGES", _stages("cut_stage"))
+    events = []
+    res = Reconstructor(preset_config("fast"), on_event=events.append).run(photo, until="segment")
+    assert CALLS == ["load", "cut"]
+    assert set(res.timings) == {"load", "segment"}
+    assert res.warnings == ["cut warns"] and res.backends["segment"] == "test"
+    kinds = [(e.kind, e.stage) for e in events]
+    assert kinds == [("start", "load"), ("progress", "load"), ("done", "load"), ("start", "segment"),
+                     ("done", "segment")]
+
+
+def test_work_dir_resumes_and_config_change_recomputes_only_downstream(monkeypatch, photo, tmp_path):
+    monkeypatch.setattr(pipeline, "STAGES", _stages("cut_stage"))
+    work = tmp_path / "work"
+    cfg = preset_config("default")
+    first = Reconstructor(cfg).run(photo, work_dir=work, until="segment")
+    assert CALLS == ["load", "cut"] and (work / "1_segment" / "arrays.npz").is_file()
+    CALLS.clear()
+    again = Reconstructor(cfg).run(photo, work_dir=work, until="segment")
+    assert CALLS == [] and again.cached == ["load", "segment"]
+    np.testing.assert_array_equal(again.results["segment"].mask, first.results["segment"].mask)
+    cfg.segment.threshold = 0.9
+    Reconstructor(cfg).run(photo, work_dir=work, until="segment")
+    assert CALLS == ["cut"]
+    CALLS.clear()
+    photo.write_bytes(bytes(range(1, 49)))  # a different input invalidates everything
+    Reconstructor(cfg).run(photo, work_dir=work, until="segment")
+    assert CALLS == ["load", "cut"]
+
+
+def test_damaged_cache_is_recomputed(monkeypatch, photo, tmp_path):
+    monkeypatch.setattr(pipeline, "STAGES", _stages("cut_stage"))
+    work = tmp_path / "work"
+    Reconstructor(preset_config()).run(photo, work_dir=work, until="segment")
+    (work / "1_segment" / "arrays.npz").write_bytes(b"garbage")
+    CALLS.clear()
+    Reconstructor(preset_config()).run(photo, work_dir=work, until="segment")
+    assert CALLS == ["cut"]
+
+
+def test_user_errors_pass_through_and_bugs_become_internal_errors(monkeypatch, photo):
+    monkeypatch.setattr(pipeline, "STAGES", _stages("bad_stage"))
+    with pytest.raises(BadInputError):
+        Reconstructor(preset_config()).run(photo)
+    monkeypatch.setattr(pipeline, "STAGES", _stages("buggy_stage"))
+    with pytest.raises(InternalError, match="KeyError"):
+        Reconstructor(preset_config()).run(photo)
+
+
+def test_missing_stage_module_is_reported_by_name(monkeypatch, photo):
+    stages = _stages("cut_stage") + (
+        StageSpec("body", "human3d.not_written_yet:fit", ("segment",), "body", Cutout, "fit body"),)
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    with pytest.raises(StageNotAvailableError, match="'fit body' stage is not available") as err:
+        Reconstructor(preset_config()).run(photo)
+    assert err.value.exit_code == 4
+    assert CALLS == ["load", "cut"]
+
+
+def test_presets_differ_and_reject_unknown_names():
+    fast, default, quality = (preset_config(p) for p in ("fast", "default", "quality"))
+    assert fast.carve.iterations < default.carve.iterations < quality.carve.iterations
+    with pytest.raises(KeyError):
+        preset_config("ultra")
