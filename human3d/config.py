@@ -82,6 +82,12 @@ class MultiViewConfig:
     """Allow loading pickle checkpoints (they can execute code); default: safetensors only."""
     dtype: str = "auto"
     """auto | float32 | float16 | bfloat16 (auto: float16 on CUDA, float32 on CPU)."""
+    cpu_offload: bool = True
+    """On CUDA, keep each model on the GPU only while it runs (fits a 24 GB GPU; a little slower)."""
+    mask_method: str = "auto"
+    """auto | normals | rembg: masks of the generated views (auto: rembg when its u2net file is present)."""
+    face_view_weight: float = 0.0
+    """Weight of the face view in carving/colour (PSHuman pastes its normals into the front view instead)."""
 
 
 @dataclass
@@ -107,6 +113,12 @@ class TextureConfig:
     texture_size: int = 2048
     cos_power: float = 2.0
     """Exponent k of the |cos(normal, view)|^k weight."""
+    padding: int = 4
+    """Texels between UV charts (the texture is then dilated into every empty texel)."""
+    front_from_photo: bool = True
+    """Take the front view's colours from the input photo at full resolution."""
+    renderer: str = "auto"
+    """Visibility backend: auto | torch | open3d."""
 
 
 @dataclass
