@@ -92,16 +92,36 @@ class MultiViewConfig:
 
 @dataclass
 class CarveConfig:
-    """Carving with continuous remeshing."""
+    """Carving with continuous remeshing (human3d.carve)."""
 
     resolution: int = 512
-    """Render resolution of the views during carving."""
+    """Render resolution of the views during carving (targets are resampled to it)."""
     body_refine_steps: int = 100
+    """Steps of the body refinement (a similarity transform of the body mesh) before carving; 0 skips it."""
+    body_refine_resolution: int = 128
+    """Render resolution of the body refinement."""
     iterations: int = 300
+    """Carving iterations (each renders every view once and remeshes)."""
+    coarse_fraction: float = 0.5
+    """Fraction of the iterations rendered at half resolution (coarse to fine; faster)."""
     edge_length_min: float = 0.01
+    """Smallest reference edge length, canonical units (the canvas spans 2)."""
     edge_length_max: float = 0.08
+    """Largest reference edge length."""
+    lr: float = 0.3
+    """Step size in units of the local edge length."""
+    laplacian_weight: float = 0.1
+    """Smoothing weight relative to the gradient scale."""
+    normal_weight: float = 1.0
+    """Weight of the L1 normal loss (inside the target masks)."""
+    mask_weight: float = 1.0
+    """Weight of the L1 mask loss."""
+    remesh_interval: int = 1
+    """Remesh every this many iterations."""
     poisson: bool = False
     """Poisson clean-up (open3d), keeping the largest component."""
+    poisson_depth: int = 9
+    """Octree depth of the Poisson reconstruction."""
     renderer: str = "auto"
     """auto | torch | open3d | nvdiffrast."""
 

@@ -41,11 +41,21 @@ ASSETS: dict[str, Asset] = {
             description="PSHuman multi-view normal/colour diffusion (6 views + face, 768x768)",
             folder="pshuman",
             required=("model_index.json", "unet/config.json", "vae/config.json", "scheduler/scheduler_config.json",
-                      "image_encoder/config.json"),
+                      "image_noising_scheduler/scheduler_config.json", "image_normalizer/config.json",
+                      "feature_extractor/preprocessor_config.json", "image_encoder/config.json"),
             any_of=(
-                ("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.bin"),
-                ("vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.bin"),
-                ("image_encoder/model.safetensors", "image_encoder/pytorch_model.bin"),
+                ("unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+                 "unet/diffusion_pytorch_model.safetensors.index.json", "unet/diffusion_pytorch_model.bin"),
+                ("vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
+                 "vae/diffusion_pytorch_model.bin"),
+                ("image_normalizer/diffusion_pytorch_model.safetensors",
+                 "image_normalizer/diffusion_pytorch_model.fp16.safetensors",
+                 "image_normalizer/diffusion_pytorch_model.bin"),
+                ("image_encoder/model.safetensors", "image_encoder/model.fp16.safetensors",
+                 "image_encoder/pytorch_model.bin"),
+                # the per-view prompt embeddings: ours, the text encoder, or PSHuman's .pt files (--allow-pickle)
+                ("prompt_embeddings/config.json", "text_encoder/config.json", "normal_embeds.pt",
+                 "fixed_prompt_embeds_7view/normal_embeds.pt"),
             ),
             licence="PSHuman code MIT; weights fine-tuned from Stable Diffusion 2.1-unclip "
                     "(CreativeML Open RAIL++-M): check both before commercial use",
@@ -79,6 +89,20 @@ ASSETS: dict[str, Asset] = {
             md5={"u2net.onnx": "60024c5c889badc19c04ad937298a77b"},
             instructions="download u2net.onnx from rembg's model releases and put it into {path} "
                          "(or point U2NET_HOME there)",
+        ),
+        Asset(
+            name="lpips",
+            description="LPIPS perceptual metric, AlexNet variant (torchvision AlexNet + LPIPS v0.1 linear heads)",
+            folder="lpips",
+            required=(),
+            any_of=(("alexnet.safetensors", "alexnet-owt-7be5be79.pth"), ("alex_lin.safetensors", "alex.pth")),
+            licence="LPIPS BSD-2-Clause (richzhang/PerceptualSimilarity); AlexNet weights BSD-3-Clause (torchvision)",
+            source="torchvision's alexnet-owt-7be5be79.pth (download.pytorch.org/models) and LPIPS's "
+                   "lpips/weights/v0.1/alex.pth (github.com/richzhang/PerceptualSimilarity)",
+            downloadable=False,
+            instructions="put torchvision's alexnet-owt-7be5be79.pth and LPIPS v0.1 alex.pth (or safetensors "
+                         "conversions named alexnet.safetensors and alex_lin.safetensors) into {path}; .pth files "
+                         "need --allow-pickle",
         ),
     )
 }

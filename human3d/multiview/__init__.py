@@ -1,0 +1,63 @@
+"""The multi-view stage: six body views plus a face view (normals, colours, masks) of the framed person.
+
+Backends (``cfg.backend``): ``pshuman`` runs PSHuman's multi-view diffusion (:mod:`human3d.multiview.pshuman`);
+``prior`` renders views from the fitted body and the input silhouette (``human3d/multiview/prior.py``, function
+``generate_prior_views(framed, body, cfg, ctx) -> MultiView``); ``auto`` picks pshuman when its weights are present
+and the stage runs on a CUDA device, else prior. Heavy modules are imported only when their backend runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from human3d.config import MultiViewConfig
+from human3d.context import StageContext
+from human3d.errors import StageNotAvailableError, UsageError
+from human3d.types import BodyFit, Framed, MultiView
+
+log = logging.getLogger("human3d")
+
+BACKENDS = ("auto", "pshuman", "prior")
+
+
+def choose_backend(cfg: MultiViewConfig, ctx: StageContext) -> str:
+    """The backend ``cfg.backend`` resolves to (auto: pshuman with weights and a GPU, else prior)."""
+    if cfg.backend not in BACKENDS:
+        raise UsageError(f"unknown multi-view backend {cfg.backend!r}; use one of {', '.join(BACKENDS)}")
+    if cfg.backend != "auto":
+        return cfg.backend
+    from human3d import weights
+
+    if weights.locate("pshuman", ctx.weights_dir) is None:
+        log.info("multi-view backend: prior (no PSHuman weights found; `human3d weights download pshuman`)")
+        return "prior"
+    if not ctx.device.startswith("cuda"):
+        log.info("multi-view backend: prior (PSHuman weights found, but the diffusion model needs a CUDA GPU "
+                 "to run in reasonable time; --mv-backend pshuman forces it)")
+        return "prior"
+    log.info("multi-view backend: pshuman")
+    return "pshuman"
+
+
+def generate_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ctx: StageContext) -> MultiView:
+    """The pipeline stage: framed photo + body fit -> :class:`MultiView` (backend chosen by :func:`choose_backend`)."""
+    backend = choose_backend(cfg, ctx)
+    if backend == "pshuman":
+        from human3d.multiview.pshuman import generate_pshuman_views
+
+        return generate_pshuman_views(framed, body, cfg, ctx)
+    try:
+        prior = importlib.import_module("human3d.multiview.prior")
+    except ModuleNotFoundError as err:
+        if err.name != "human3d.multiview.prior":
+            raise
+        raise StageNotAvailableError(
+            "the embedded 'prior' multi-view backend (human3d/multiview/prior.py) is not available in this version; "
+            "place the PSHuman weights and use --mv-backend pshuman on a CUDA GPU"
+        ) from err
+    fn = getattr(prior, "generate_prior_views", None)
+    if fn is None:
+        raise StageNotAvailableError("human3d.multiview.prior has no generate_prior_views(); the 'prior' "
+                                     "multi-view backend is not available yet")
+    return fn(framed, body, cfg, ctx)

@@ -1,0 +1,108 @@
+"""The multi-view stage: backend choice, the PSHuman backend on a tiny pipeline, and the mapping of its normal maps
+into the canonical frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from human3d.cameras import normals_to_rgb
+from human3d.config import MultiViewConfig
+from human3d.context import StageContext
+from human3d.errors import MissingWeightsError, StageNotAvailableError, UsageError
+from human3d.multiview import choose_backend, generate_views
+from human3d.multiview.pshuman import background_masks, generate_pshuman_views, views_to_multiview
+from human3d.types import Framed, MultiView
+from tests.multiview.tiny import NUM_VIEWS, RES, tiny_inputs, tiny_pipeline
+
+
+def _framed(res: int = RES) -> Framed:
+    image, face = tiny_inputs()
+    mask = (image < 250).any(-1)
+    return Framed(rgb=image, mask=mask, face_rgb=face, face_mask=(face < 250).any(-1))
+
+
+def _sphere_normals(res: int, radius: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """(R, R, 3) world normals of a sphere seen from the front, and its mask."""
+    c = (np.arange(res) + 0.5) / res * 2 - 1
+    x, y = np.meshgrid(c, -c)
+    r2 = (x**2 + y**2) / radius**2
+    mask = r2 < 1
+    n = np.stack([x / radius, y / radius, np.sqrt(np.clip(1 - r2, 0, 1))], -1)
+    return np.where(mask[..., None], n, 0.0), mask
+
+
+def test_normal_maps_become_world_normals_and_masks():
+    normals, mask = _sphere_normals(RES)
+    rgb = normals_to_rgb(normals, mask).astype(np.float32) / 255.0  # PSHuman's drawing: (n+1)/2, white outside
+    maps = np.stack([rgb] * NUM_VIEWS)
+    colors = np.full_like(maps, 0.5)
+    framed = _framed()
+    view = views_to_multiview(maps, colors, ["front", "right", "back", "face"], framed,
+                              MultiViewConfig(mask_method="normals"), StageContext(), face_view_index=3)
+    assert isinstance(view, MultiView) and view.backend == "pshuman"
+    np.testing.assert_array_equal(view.masks[1], mask)  # generated views: from the white background
+    np.testing.assert_array_equal(view.masks[0], framed.mask)  # front: the input silhouette
+    assert np.abs(view.normals[1][mask] - normals[mask]).max() < 0.01  # no rotation: PSHuman's frame is ours
+    np.testing.assert_allclose(np.linalg.norm(view.normals[1][mask], axis=-1), 1.0, atol=1e-5)
+    assert not view.normals[1][~mask].any()
+    assert view.azimuths == [0.0, 90.0, 180.0, 0.0]
+    np.testing.assert_allclose(view.view_weights, [1.0, 0.8, 1.0, 0.0])
+    assert background_masks(np.ones((1, 4, 4, 3))).sum() == 0
+
+
+def test_pshuman_backend_on_a_tiny_pipeline(tmp_path):
+    pipe = tiny_pipeline()
+    cfg = MultiViewConfig(backend="pshuman", resolution=RES, num_inference_steps=2, mask_method="normals")
+    events = []
+    ctx = StageContext(seed=5, progress_fn=lambda s, f, m: events.append(f))
+    a = generate_pshuman_views(_framed(), None, cfg, ctx, pipeline=pipe)
+    b = generate_pshuman_views(_framed(), None, cfg, StageContext(seed=5), pipeline=pipe)
+    assert a.normals.shape == a.colors.shape == (NUM_VIEWS, RES, RES, 3) and a.masks.shape == (NUM_VIEWS, RES, RES)
+    np.testing.assert_array_equal(a.normals, b.normals)
+    assert events[-1] == 1.0 and events == sorted(events)
+    assert any("CPU" in w for w in ctx.warnings)
+    a.save(tmp_path / "mv")
+    again = MultiView.load(tmp_path / "mv")
+    np.testing.assert_array_equal(again.masks, a.masks)
+
+
+def test_backend_choice(tmp_path):
+    empty = StageContext(weights_dir=tmp_path)
+    assert choose_backend(MultiViewConfig(backend="auto"), empty) in ("prior", "pshuman")
+    with pytest.raises(UsageError):
+        choose_backend(MultiViewConfig(backend="magic"), empty)
+    weights = tmp_path / "pshuman"
+    from human3d.weights import ASSETS
+
+    asset = ASSETS["pshuman"]
+    for rel in (*asset.required, *(group[0] for group in asset.any_of)):
+        (weights / rel).parent.mkdir(parents=True, exist_ok=True)
+        (weights / rel).write_text("{}")
+    assert choose_backend(MultiViewConfig(), StageContext(weights_dir=tmp_path, device="cuda")) == "pshuman"
+    assert choose_backend(MultiViewConfig(), StageContext(weights_dir=tmp_path, device="cpu")) == "prior"
+
+
+def test_pshuman_without_weights_is_a_missing_weights_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("HUMAN3D_WEIGHTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("human3d.weights._hf_cache_folder", lambda asset: None)
+    with pytest.raises(MissingWeightsError) as err:
+        generate_views(_framed(), None, MultiViewConfig(backend="pshuman"), StageContext(weights_dir=tmp_path))
+    assert err.value.exit_code == 4 and "pshuman" in str(err.value)
+
+
+def test_prior_backend_absent_is_reported(tmp_path, monkeypatch):
+    import human3d.multiview as stage
+
+    real_import = stage.importlib.import_module
+
+    def without_prior(name, *args):
+        if name == "human3d.multiview.prior":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args)
+
+    monkeypatch.setattr(stage.importlib, "import_module", without_prior)
+    monkeypatch.setattr("human3d.weights._hf_cache_folder", lambda asset: None)
+    with pytest.raises(StageNotAvailableError, match="prior"):
+        generate_views(_framed(), None, MultiViewConfig(backend="auto"), StageContext(weights_dir=tmp_path))
