@@ -153,6 +153,15 @@ def all_cameras(resolution: int = CANVAS_SIZE, include_face: bool = True) -> lis
     return cams + [face_camera(resolution)] if include_face else cams
 
 
+def camera_for_view(name: str, resolution: int = CANVAS_SIZE) -> OrthoCamera:
+    """The camera of a named view (a body view or 'face')."""
+    if name == FACE_VIEW_NAME:
+        return face_camera(resolution)
+    if name not in BODY_VIEW_NAMES:
+        raise KeyError(f"unknown view {name!r}")
+    return OrthoCamera(name, BODY_VIEW_AZIMUTHS[BODY_VIEW_NAMES.index(name)], resolution)
+
+
 def normals_to_rgb(normals: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """(..., 3) unit normals in [-1, 1] -> uint8 RGB (n+1)/2, background (outside ``mask``) white."""
     rgb = np.clip((normals + 1.0) * 0.5 * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -45,7 +45,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("multiview", "human3d.multiview:generate_views", ("frame", "body"), "multiview", MultiView,
               "generate views"),
     StageSpec("carve", "human3d.carve.carve:carve_mesh", ("multiview", "body"), "carve", Mesh, "carve"),
-    StageSpec("texture", "human3d.texture:texture_mesh", ("carve", "multiview", "frame", "body"), "texture",
+    StageSpec("texture", "human3d.texture:texture_mesh", ("carve", "multiview", "frame", "segment", "body"), "texture",
               TexturedMesh, "texture"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

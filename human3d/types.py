@@ -168,7 +168,9 @@ class MultiView(StageResult):
 
     normals: (N, R, R, 3) float32 world-frame unit normals (0 where masked out);
     colors: (N, R, R, 3) float32 in [0, 1]; masks: (N, R, R) bool; view_names / azimuths: per view;
-    view_weights: (N,) float32 weight of each view in carving and colour fusion.
+    view_weights: (N,) float32 weight of each view in carving (and in colour fusion unless color_weights is set);
+    color_weights: (N,) float32 weight of each view's colours in colour fusion, or None (= view_weights); a backend
+    whose colours are only known in some views (the prior) sets the others to 0.
     """
 
     normals: np.ndarray
@@ -178,6 +180,19 @@ class MultiView(StageResult):
     view_names: list[str] = field(default_factory=list)
     azimuths: list[float] = field(default_factory=list)
     backend: str = ""
+    color_weights: np.ndarray | None = None
+
+    CONTACT_SHEET: ClassVar[str] = "contact_sheet.png"
+
+    def save(self, folder: str | Path) -> None:
+        """The arrays, and a contact sheet of every view (normals / colours / masks) to look at."""
+        from human3d.io.atomic import atomic_write_bytes
+        from human3d.io.meshes import png_bytes
+        from human3d.io.previews import contact_sheet
+
+        super().save(folder)
+        sheet = contact_sheet(self.normals, self.colors, self.masks)
+        atomic_write_bytes(Path(folder) / self.CONTACT_SHEET, png_bytes(sheet))
 
 
 @dataclass

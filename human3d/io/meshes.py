@@ -78,7 +78,7 @@ def export_transform(
     return out.astype(np.float32)
 
 
-def _png_bytes(image: np.ndarray) -> bytes:
+def png_bytes(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
@@ -87,10 +87,11 @@ def _png_bytes(image: np.ndarray) -> bytes:
 
 
 def sample_texture(texture: np.ndarray, uvs: np.ndarray) -> np.ndarray:
-    """(V, 2) UVs (origin bottom-left, glTF/OBJ style v up) -> (V, 3) uint8 colours, bilinear."""
+    """(V, 2) UVs (OBJ convention: origin bottom-left, v up; uv 0..1 spans the pixel edges) -> (V, 3) uint8
+    colours, bilinear."""
     h, w = texture.shape[:2]
-    x = np.clip(uvs[:, 0], 0, 1) * (w - 1)
-    y = (1.0 - np.clip(uvs[:, 1], 0, 1)) * (h - 1)
+    x = np.clip(uvs[:, 0] * w - 0.5, 0, w - 1)
+    y = np.clip((1.0 - uvs[:, 1]) * h - 0.5, 0, h - 1)
     x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
     fx, fy = (x - x0)[:, None], (y - y0)[:, None]
@@ -118,7 +119,7 @@ def _write_obj(path: Path, m: TexturedMesh, vertices: np.ndarray, overwrite: boo
     else:
         lines += [f"f {a} {b} {c}" for a, b, c in (m.faces + 1)]
     if has_tex:
-        atomic_write_bytes(texture_path(path), _png_bytes(m.texture))
+        atomic_write_bytes(texture_path(path), png_bytes(m.texture))
         mtl = (f"newmtl material0\nKa 1.000 1.000 1.000\nKd 1.000 1.000 1.000\nKs 0.000 0.000 0.000\n"
                f"d 1.0\nillum 1\nmap_Kd {texture_path(path).name}\n")
         atomic_write_text(path.with_suffix(".mtl"), mtl)

@@ -40,3 +40,14 @@ def test_stale_temporaries_are_removed(tmp_path):
     (tmp_path / "keep.glb").write_bytes(b"y")
     assert remove_stale_temporaries(tmp_path) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["keep.glb"]
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "x.glb", b"1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.glb").stat().st_mode & 0o777 == 0o644
