@@ -21,7 +21,12 @@ def _fake_pshuman(root):
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_text("{}")
     for group in weights.ASSETS["pshuman"].any_of:
-        _write_safetensors(folder / group[0])
+        first = folder / group[0]
+        if first.suffix == ".json":
+            first.parent.mkdir(parents=True, exist_ok=True)
+            first.write_text("{}")
+        else:
+            _write_safetensors(first)
     return folder
 
 

@@ -1,0 +1,543 @@
+"""The body-fit stage: a parametric body posed and shaped to the framed photo, in the canonical frame.
+
+Observations (:class:`Observations`): the person mask, mediapipe's 2D landmarks with their visibility, and its 3D
+world landmarks. The fit optimises global orientation, the articulated joints' rotations (elbows and knees as
+hinges), shape, scale and translation so that, seen by the front camera (orthographic, the identity view of
+:mod:`human3d.cameras`), the body's keypoints land on the landmarks and its silhouette matches the mask; a pose
+prior (per-joint rotation penalties and hinge limits), agreement with the 3D landmarks' limb directions (which
+decides what the front view cannot: depth, which limb is in front) and a shape prior keep it plausible.
+
+It starts from an analytic solution: torso orientation and limb directions from the world landmarks, then scale
+and translation from the 2D landmarks by least squares.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from human3d.body.keypoints import KEYPOINT_WEIGHTS, Landmarks, canonical_to_pixels, detect_landmarks
+from human3d.body.models import ARTICULATED_JOINTS, KEYPOINT_NAMES, BodyModel, BodyOutput, load_body_model
+from human3d.body.silhouette import mask_iou, prepare_silhouette, render_mask, silhouette_band, silhouette_loss
+from human3d.config import BodyConfig
+from human3d.context import StageContext
+from human3d.errors import BadInputError
+from human3d.types import BodyFit, Framed
+
+KP = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
+HINGES = ("left_elbow", "right_elbow", "left_knee", "right_knee")
+BALLS = tuple(j for j in ARTICULATED_JOINTS if j not in HINGES)
+
+#: Pose prior: penalty weight on each ball joint's rotation (rad^-2): the spine, neck and collars move little.
+POSE_PRIOR = {"spine1": 4.0, "spine2": 6.0, "spine3": 6.0, "neck": 3.0, "head": 1.5, "left_collar": 10.0,
+              "right_collar": 10.0, "left_shoulder": 0.05, "right_shoulder": 0.05, "left_wrist": 1.0,
+              "right_wrist": 1.0, "left_hip": 0.05, "right_hip": 0.05, "left_ankle": 1.0, "right_ankle": 1.0}
+#: Hinge range, total flexion in degrees (elbow and knee bend one way only).
+HINGE_RANGE_DEG = (0.0, 150.0)
+#: Limb segments whose 3D direction the world landmarks give: (from, to) keypoints.
+SEGMENTS = (("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("right_shoulder", "right_elbow"),
+            ("right_elbow", "right_wrist"), ("left_hip", "left_knee"), ("left_knee", "left_ankle"),
+            ("right_hip", "right_knee"), ("right_knee", "right_ankle"), ("left_heel", "left_foot_index"),
+            ("right_heel", "right_foot_index"), ("right_shoulder", "left_shoulder"), ("right_hip", "left_hip"))
+#: Landmarks below this visibility count as not seen.
+VISIBLE = 0.5
+LOWER_BODY = ("left_knee", "right_knee", "left_ankle", "right_ankle")
+
+
+@dataclass
+class Observations:
+    """What the fit matches, on an R x R canvas.
+
+    mask: (R, R) bool; keypoints: (K, 2) canonical x, y in the order of ``models.KEYPOINT_NAMES`` or None;
+    confidence: (K,) in [0, 1]; world: (K, 3) metric 3D landmarks in canonical axes (or None);
+    open_region: (R, R) bool pixels beyond a photo edge that cut the person (the body may continue there) or None.
+    """
+
+    mask: np.ndarray
+    keypoints: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    world: np.ndarray | None = None
+    open_region: np.ndarray | None = None
+
+    @property
+    def resolution(self) -> int:
+        return int(self.mask.shape[0])
+
+
+@dataclass
+class FitSettings:
+    """Knobs of :func:`fit_observations` (the stage fills them from :class:`BodyConfig`)."""
+
+    iterations: int = 200
+    silhouette_resolution: int = 256
+    """Working resolution of the silhouette term (the mask is downsampled to it)."""
+    band_px: float = 6.0
+    """Triangles and pixels within this many working pixels of an outline take part in the silhouette term."""
+    band_refresh: int = 15
+    """Steps between re-selections of that band."""
+    sigma_px: float = 0.3
+    """Softness of the silhouette edge, in working pixels."""
+    lr: float = 0.03
+    w_keypoints: float = 1.0
+    w_silhouette: float = 2.0
+    w_world: float = 0.5
+    w_pose: float = 1e-3
+    w_hinge: float = 1.0
+    w_shape: float = 2e-4
+
+
+@dataclass
+class FitResult:
+    """Canonical-frame result of :func:`fit_observations` (numpy) and its parameters."""
+
+    vertices: np.ndarray
+    joints: np.ndarray
+    keypoints: np.ndarray
+    params: dict[str, Any]
+    scale: float
+    height_m: float
+    canonical_height: float
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The stage
+
+
+def fit_body(framed: Framed, cfg: BodyConfig, ctx: StageContext) -> BodyFit:
+    """Pipeline stage: fit the body model chosen by ``cfg.model`` to the framed canvas (see module docstring)."""
+    t0 = time.perf_counter()
+    if not framed.mask.any():
+        raise BadInputError("the framed person mask is empty, so there is no body to fit; check the segmentation "
+                             "(or pass --mask)")
+    ctx.progress(0.0, "loading body model")
+    model = load_body_model(cfg.model, ctx.device, ctx.weights_dir, ctx)
+    ctx.progress(0.05, "detecting landmarks")
+    landmarks = detect_landmarks(framed.rgb)
+    obs = observations_from_framed(framed, landmarks, ctx)
+    settings = FitSettings(iterations=cfg.iterations)
+    with _torch_threads(cfg.threads if torch.device(ctx.device).type == "cpu" else 0):
+        result = fit_observations(model, obs, settings, ctx, height_m=cfg.height_m)
+    result.report["seconds"] = round(time.perf_counter() - t0, 3)
+    result.report["landmarks"] = landmarks is not None
+    fit = BodyFit(
+        vertices=result.vertices.astype(np.float32), faces=model.faces.astype(np.int64),
+        joints=result.joints.astype(np.float32), joint_names=list(model.joint_names), model=model.name,
+        params=result.params, height_m=float(result.height_m),
+        canonical_height=float(result.canonical_height), report=result.report,
+    )
+    if ctx.stage_dir is not None:
+        write_body_files(fit, Path(ctx.stage_dir))
+    kp_error = result.report.get("keypoint_error_px")
+    ctx.progress(1.0, f"body fitted ({model.name}; mask IoU {result.report['mask_iou']:.3f}"
+                      + (f", keypoint error {kp_error:.1f} px)" if kp_error is not None else ", silhouette only)"))
+    return fit
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Run with ``count`` torch intra-op threads (0: unchanged), restoring the previous setting."""
+    previous = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: StageContext) -> Observations:
+    """Turn the framed canvas and its landmarks into :class:`Observations`, warning about what is missing."""
+    r = framed.resolution
+    open_region = _cut_edges(framed)
+    if landmarks is None:
+        ctx.warn("no body landmarks found in the photo: fitting the body to the silhouette alone (pose may be "
+                 "wrong; a photo showing the whole person from the front works best)")
+        return Observations(mask=framed.mask.astype(bool), open_region=open_region)
+    xy, conf, world = landmarks.for_model()
+    conf = conf.astype(np.float32).copy()
+    px = canonical_to_pixels(xy, r)
+    # landmarks that mediapipe places outside the canvas cannot be matched by anything visible
+    conf[(px[:, 0] < 0) | (px[:, 0] > r) | (px[:, 1] < 0) | (px[:, 1] > r)] = 0.0
+    lower_seen = [conf[KP[n]] >= VISIBLE for n in LOWER_BODY]
+    if open_region is not None or not all(lower_seen):
+        ctx.warn("part of the body is not visible in the photo (e.g. legs cut off): fitting what is visible; the "
+                 "rest of the body follows the pose prior")
+    if not np.isfinite(world).all():
+        world = None
+    return Observations(mask=framed.mask.astype(bool), keypoints=xy, confidence=conf, world=world,
+                        open_region=open_region)
+
+
+def _cut_edges(framed: Framed) -> np.ndarray | None:
+    """(R, R) bool region beyond each photo edge that the person's mask touches (the photo cut the person there)."""
+    w, h = framed.photo_size
+    if w <= 0 or h <= 0:
+        return None
+    r = framed.resolution
+    (x0, y0), (x1, y1) = framed.photo_to_canvas(np.array([[0.0, 0.0], [float(w), float(h)]]))
+    m = framed.mask
+    rows, cols = np.nonzero(m)
+    tol = max(2.0, framed.scale * 1.5)  # the mask touches an edge when it comes within ~1.5 photo pixels of it
+    region = np.zeros_like(m, dtype=bool)
+    u = np.arange(r) + 0.5
+    touched = False
+    # each side: is the mask within tol of the photo edge there, and is that edge inside the canvas?
+    if y1 < r and rows.max() + 1 >= y1 - tol:
+        region[u >= y1 - tol, :] = True
+        touched = True
+    if y0 > 0 and rows.min() <= y0 + tol:
+        region[u <= y0 + tol, :] = True
+        touched = True
+    if x1 < r and cols.max() + 1 >= x1 - tol:
+        region[:, u >= x1 - tol] = True
+        touched = True
+    if x0 > 0 and cols.min() <= x0 + tol:
+        region[:, u <= x0 + tol] = True
+        touched = True
+    return region if touched else None
+
+
+def write_body_files(fit: BodyFit, folder: Path) -> None:
+    """``body.json`` (parameters, heights, report) and ``body.obj`` (the fitted mesh, canonical frame)."""
+    from human3d.io.atomic import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"model": fit.model, "height_m": fit.height_m, "canonical_height": fit.canonical_height,
+            "params": fit.params, "report": fit.report,
+            "joints": {n: [round(float(c), 6) for c in p] for n, p in zip(fit.joint_names, fit.joints)}}
+    atomic_write_text(folder / "body.json", json.dumps(meta, indent=1))
+    lines = [f"# human3d body fit ({fit.model}), canonical frame"]
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in fit.vertices]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in fit.faces]
+    atomic_write_text(folder / "body.obj", "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The optimisation
+
+
+class _Posed:
+    """The fit's parameters and the map from them to a canonical-frame body."""
+
+    def __init__(self, model: BodyModel, rest: BodyOutput, device: torch.device) -> None:
+        self.model = model
+        self.device = device
+        axes, rest_angle = hinge_geometry(rest.keypoints[0].detach().cpu().numpy().astype(np.float64))
+        self.hinge_axis = {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in axes.items()}
+        self.hinge_rest = rest_angle
+        f32 = dict(dtype=torch.float32, device=device)
+        self.ball = torch.zeros(len(BALLS), 3, **f32, requires_grad=True)
+        self.hinge = torch.zeros(len(HINGES), **f32, requires_grad=True)
+        self.glob = torch.zeros(3, **f32, requires_grad=True)
+        self.log_scale = torch.zeros(1, **f32, requires_grad=True)
+        self.trans = torch.zeros(2, **f32, requires_grad=True)
+        self.shape = model.shape_mean.clone().float().to(device)[None].requires_grad_(True)
+
+    def rotvecs(self) -> dict[str, torch.Tensor]:
+        out = {j: self.ball[i][None] for i, j in enumerate(BALLS)}
+        for i, j in enumerate(HINGES):
+            out[j] = (self.hinge[i] * self.hinge_axis[j])[None]
+        return out
+
+    def forward(self, model: BodyModel | None = None, state: Any = None) -> BodyOutput:
+        """The posed body in the canonical frame (vertices, joints, keypoints: (1, N, 3)) by ``model`` (default: the
+        one the fit was built with; a vertex subset of it, or the full one), ``state`` its cached shape state."""
+        import roma
+
+        body = (model or self.model).forward(self.rotvecs(), self.shape, state)
+        rot = roma.rotvec_to_rotmat(self.glob)
+        s = torch.exp(self.log_scale)
+        origin = body.joints[:, :1]  # rotate and scale about the root joint
+        t = torch.cat([self.trans, self.trans.new_zeros(1)])
+
+        def place(p: torch.Tensor) -> torch.Tensor:
+            return s * (p - origin) @ rot.T + t
+
+        return BodyOutput(place(body.vertices), place(body.joints), place(body.keypoints))
+
+    def hinge_flexion(self) -> torch.Tensor:
+        """(4,) total flexion of elbows and knees (radians)."""
+        rest = torch.tensor([self.hinge_rest[j] for j in HINGES], dtype=torch.float32, device=self.device)
+        return self.hinge + rest
+
+
+def hinge_geometry(rest_keypoints: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Hinge axes (unit, rest axes) and rest flexion (radians) of elbows and knees from (K, 3) rest keypoints.
+
+    Elbows keep bending in the plane their rest pose already bends in; knees bend backward (the body faces +Z, so
+    the shin swings toward -Z). A positive rotation about an axis increases the flexion.
+    """
+    kp0 = rest_keypoints
+    axes: dict[str, np.ndarray] = {}
+    rest_angle: dict[str, float] = {}
+    for side in ("left", "right"):
+        u0 = kp0[KP[f"{side}_elbow"]] - kp0[KP[f"{side}_shoulder"]]
+        l0 = kp0[KP[f"{side}_wrist"]] - kp0[KP[f"{side}_elbow"]]
+        a = np.cross(u0, l0)
+        if np.linalg.norm(a) < 1e-3 * np.linalg.norm(u0) * np.linalg.norm(l0):
+            a = np.cross(u0, np.array([0.0, 0.0, 1.0]))
+        axes[f"{side}_elbow"] = a / np.linalg.norm(a)
+        rest_angle[f"{side}_elbow"] = _angle(u0, l0)
+        u0 = kp0[KP[f"{side}_knee"]] - kp0[KP[f"{side}_hip"]]
+        l0 = kp0[KP[f"{side}_ankle"]] - kp0[KP[f"{side}_knee"]]
+        a = np.cross(l0, np.array([0.0, 0.0, -1.0]))
+        axes[f"{side}_knee"] = a / np.linalg.norm(a)
+        rest_angle[f"{side}_knee"] = math.atan2(float(np.dot(np.cross(u0, l0), axes[f"{side}_knee"])),
+                                                float(np.dot(u0, l0)))
+    return axes, rest_angle
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    c = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+    return math.acos(min(1.0, max(-1.0, c)))
+
+
+def _min_rotation(a: np.ndarray, b: np.ndarray) -> Rotation:
+    """The smallest rotation taking direction ``a`` to direction ``b``."""
+    a = a / np.linalg.norm(a)
+    b = b / np.linalg.norm(b)
+    axis = np.cross(a, b)
+    n = np.linalg.norm(axis)
+    if n < 1e-9:
+        if np.dot(a, b) > 0:
+            return Rotation.identity()
+        perp = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        return Rotation.from_rotvec(perp / np.linalg.norm(perp) * math.pi)
+    return Rotation.from_rotvec(axis / n * math.atan2(n, float(np.dot(a, b))))
+
+
+def _torso_frame(kp: np.ndarray) -> np.ndarray:
+    """(3, 3) columns: the body's left (+X), up (+Y) and forward (+Z) directions from hips and shoulders."""
+    x = (kp[KP["left_hip"]] - kp[KP["right_hip"]]) + (kp[KP["left_shoulder"]] - kp[KP["right_shoulder"]])
+    up = (kp[KP["left_shoulder"]] + kp[KP["right_shoulder"]] - kp[KP["left_hip"]] - kp[KP["right_hip"]]) / 2
+    x = x / np.linalg.norm(x)
+    y = up - np.dot(up, x) * x
+    y = y / np.linalg.norm(y)
+    return np.stack([x, y, np.cross(x, y)], 1)
+
+
+def _initial_pose(posed: _Posed, rest_kp: np.ndarray, world: np.ndarray, conf: np.ndarray) -> None:
+    """Global orientation and limb rotations from the world landmarks (analytic inverse kinematics)."""
+    torso = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
+    if any(conf[KP[n]] < 0.2 for n in torso):
+        return
+    r_glob = Rotation.from_matrix(_torso_frame(world) @ _torso_frame(rest_kp).T)
+    local = r_glob.inv().apply(world)  # the world landmarks in the body's (rest-aligned) frame
+    ball = posed.ball.detach().clone()
+    hinge = posed.hinge.detach().clone()
+    lo, hi = (math.radians(v) for v in HINGE_RANGE_DEG)
+    for side in ("left", "right"):
+        for root, mid, end, ball_j, hinge_j in (("shoulder", "elbow", "wrist", "shoulder", "elbow"),
+                                               ("hip", "knee", "ankle", "hip", "knee")):
+            a, b, c = (KP[f"{side}_{n}"] for n in (root, mid, end))
+            if conf[a] < 0.2 or conf[b] < 0.2:
+                continue
+            u0, l0 = rest_kp[b] - rest_kp[a], rest_kp[c] - rest_kp[b]
+            u, lt = local[b] - local[a], local[c] - local[b]
+            r1 = _min_rotation(u0, u)
+            hj = f"{side}_{hinge_j}"
+            phi = 0.0
+            if conf[c] >= 0.2:
+                flex = min(max(_angle(u, lt), lo), hi)
+                phi = flex - posed.hinge_rest[hj]
+                # twist about the upper segment so the lower one points the right way
+                bend = Rotation.from_rotvec(posed.hinge_axis[hj].cpu().numpy() * phi)
+                lp = r1.apply(bend.apply(l0))
+                un = u / np.linalg.norm(u)
+                lp_perp, lt_perp = lp - np.dot(lp, un) * un, lt - np.dot(lt, un) * un
+                if np.linalg.norm(lp_perp) > 1e-6 and np.linalg.norm(lt_perp) > 1e-6:
+                    psi = math.atan2(float(np.dot(un, np.cross(lp_perp, lt_perp))), float(np.dot(lp_perp, lt_perp)))
+                    r1 = Rotation.from_rotvec(un * psi) * r1
+            ball[BALLS.index(f"{side}_{ball_j}")] = torch.as_tensor(r1.as_rotvec(), dtype=torch.float32,
+                                                                    device=ball.device)
+            hinge[HINGES.index(hj)] = phi
+    with torch.no_grad():
+        posed.ball.copy_(ball)
+        posed.hinge.copy_(hinge)
+        posed.glob.copy_(torch.as_tensor(r_glob.as_rotvec(), dtype=torch.float32))
+
+
+def _initial_placement(posed: _Posed, obs: Observations) -> None:
+    """Scale and translation: least squares on the visible 2D keypoints, else the mask's bounding box."""
+    with torch.no_grad():
+        posed.log_scale.zero_()
+        posed.trans.zero_()
+        body = posed.forward()
+        kp = body.keypoints[0, :, :2].cpu().numpy().astype(np.float64)
+        c = np.zeros(len(kp)) if obs.confidence is None else obs.confidence.astype(np.float64)
+        c = np.where(c >= VISIBLE, c, 0.0)
+        if c.sum() > 0 and np.count_nonzero(c) >= 4:
+            mp = (c[:, None] * kp).sum(0) / c.sum()
+            mo = (c[:, None] * obs.keypoints).sum(0) / c.sum()
+            s = float((c * ((kp - mp) * (obs.keypoints - mo)).sum(1)).sum() / (c * ((kp - mp) ** 2).sum(1)).sum())
+            s = max(s, 1e-3)
+            t = mo - s * mp
+        else:
+            r = obs.resolution
+            rows, cols = np.nonzero(obs.mask)
+            v = body.vertices[0, :, :2].cpu().numpy()
+            ext = v.max(0) - v.min(0)
+            mask_h = (rows.max() + 1 - rows.min()) * 2.0 / r
+            s = mask_h / max(ext[1], 1e-6)
+            centre = np.array([(cols.min() + cols.max() + 1) / r - 1.0, 1.0 - (rows.min() + rows.max() + 1) / r])
+            t = centre - s * (v.max(0) + v.min(0)) / 2
+        posed.log_scale.fill_(math.log(s))
+        posed.trans.copy_(torch.as_tensor(t, dtype=torch.float32))
+
+
+def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings, ctx: StageContext,
+                     height_m: float | None = None) -> FitResult:
+    """Optimise ``model`` to ``obs``; returns the canonical-frame body and a fit report.
+
+    Raises BadInputError when the mask is empty (nothing to fit).
+    """
+    if not obs.mask.any():
+        raise BadInputError("the person mask is empty, so there is no body to fit; check the segmentation")
+    device = torch.device(ctx.device)
+    r = obs.resolution
+    with torch.no_grad():
+        rest = model.forward({}, model.shape_mean[None].float().to(device))
+    # Warm-up steps pose only the vertices the keypoints are regressed from; silhouette steps add the triangles near
+    # an outline (see silhouette_band). Either way a step poses a few thousand of the model's vertices.
+    posed = _Posed(model.subset(np.zeros(0, dtype=np.int64)), rest, device)
+    rest_kp = rest.keypoints[0].cpu().numpy().astype(np.float64)
+
+    have_kp = obs.keypoints is not None and obs.confidence is not None and float(obs.confidence.max()) >= VISIBLE
+    conf = obs.confidence.astype(np.float64) if have_kp else np.zeros(len(KEYPOINT_NAMES))
+    if have_kp and obs.world is not None:
+        _initial_pose(posed, rest_kp, obs.world, conf)
+    _initial_placement(posed, obs)
+
+    # --- targets
+    target = prepare_silhouette(obs.mask, obs.open_region, min(settings.silhouette_resolution, r), device)
+    faces_all = model.faces
+    if have_kp:
+        kp_t = torch.as_tensor(obs.keypoints, dtype=torch.float32, device=device)
+        w = np.where(conf >= VISIBLE, conf, 0.0) * KEYPOINT_WEIGHTS
+        kp_w = torch.as_tensor(w / max(w.sum(), 1e-6), dtype=torch.float32, device=device)
+    seg_dirs = None
+    if have_kp and obs.world is not None:
+        seg = [(KP[a], KP[b]) for a, b in SEGMENTS]
+        d = np.array([obs.world[b] - obs.world[a] for a, b in seg])
+        ok = np.array([min(conf[a], conf[b]) >= VISIBLE for a, b in seg]) & (np.linalg.norm(d, axis=1) > 1e-6)
+        if ok.any():
+            seg_idx = torch.tensor([s for s, k in zip(seg, ok) if k], device=device)
+            seg_dirs = torch.as_tensor(d[ok] / np.linalg.norm(d[ok], axis=1, keepdims=True), dtype=torch.float32,
+                                       device=device)
+    prior_w = torch.tensor([POSE_PRIOR[j] for j in BALLS], dtype=torch.float32, device=device)
+    lo, hi = (math.radians(v) for v in HINGE_RANGE_DEG)
+
+    # --- optimisation: keypoints and 3D directions first, the silhouette joins after a warm-up
+    params = [
+        {"params": [posed.ball, posed.hinge, posed.glob], "lr": settings.lr},
+        {"params": [posed.log_scale, posed.trans], "lr": settings.lr * 0.3},
+        {"params": [posed.shape], "lr": settings.lr * 0.5},
+    ]
+    opt = torch.optim.Adam(params)
+    n_it = max(int(settings.iterations), 1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_it, eta_min=settings.lr * 0.05)
+    warmup = int(0.3 * n_it) if have_kp else 0
+    # without landmarks only the silhouette speaks: keep the pose near the rest pose
+    pose_w = settings.w_pose * (1.0 if have_kp else 30.0)
+    bounds = model.shape_bounds
+    frozen_state = None
+    band = None
+    for it in range(n_it):
+        silhouette_on = it >= warmup
+        if silhouette_on and (band is None or (it - warmup) % settings.band_refresh == 0):
+            with torch.no_grad():
+                full = posed.forward(model)
+            band = silhouette_band(full.vertices[0, :, :2].cpu().numpy(), faces_all, target, settings.band_px)
+            used = np.unique(faces_all[band.faces])
+            small = model.subset(used)
+            position = np.full(len(rest.vertices[0]), -1, dtype=np.int64)
+            position[small.subset_index] = np.arange(len(small.subset_index))
+            band_faces = torch.as_tensor(position[faces_all[band.faces]], device=device)
+            posed.model = small
+            frozen_state = None
+        opt.zero_grad(set_to_none=True)
+        shape_free = it >= warmup // 2
+        if not shape_free and frozen_state is None:
+            with torch.no_grad():  # the shape waits: pose its rest body without recomputing it every step
+                frozen_state = posed.model.shape_state(posed.shape.detach())
+        body = posed.forward(state=None if shape_free else frozen_state)
+        loss = pose_w * (prior_w * (posed.ball ** 2).sum(1)).sum()
+        flex = posed.hinge_flexion()
+        loss = loss + settings.w_hinge * (torch.relu(lo - flex) ** 2 + torch.relu(flex - hi) ** 2).sum()
+        loss = loss + settings.w_shape * (((posed.shape[0] - model.shape_mean) / model.shape_scale) ** 2).sum()
+        if have_kp:
+            err = ((body.keypoints[0, :, :2] - kp_t) ** 2).sum(1)
+            loss = loss + settings.w_keypoints * (kp_w * err).sum() / 1e-3
+        if seg_dirs is not None:
+            kp3 = body.keypoints[0]
+            md = kp3[seg_idx[:, 1]] - kp3[seg_idx[:, 0]]
+            md = md / md.norm(dim=1, keepdim=True).clamp_min(1e-6)
+            loss = loss + settings.w_world * (1.0 - (md * seg_dirs).sum(1)).sum()
+        if silhouette_on:
+            ramp = min(1.0, (it - warmup + 1) / max(1, 0.1 * n_it))
+            sil = silhouette_loss(body.vertices[0, :, :2], band_faces, target, band.weight, settings.sigma_px)
+            loss = loss + ramp * settings.w_silhouette * sil
+        loss.backward()
+        opt.step()
+        sched.step()
+        if bounds is not None:
+            with torch.no_grad():
+                posed.shape.clamp_(*bounds)
+        if it % 20 == 0:
+            ctx.progress(0.1 + 0.85 * it / n_it, f"fitting body {it}/{n_it}")
+
+    return _finish(posed, model, obs, conf if have_kp else None, height_m)
+
+
+def _finish(posed: _Posed, model: BodyModel, obs: Observations, conf: np.ndarray | None,
+            height_m: float | None) -> FitResult:
+    """Final body (all vertices of ``model``), heights, parameters and the fit report."""
+    r = obs.resolution
+    with torch.no_grad():
+        body = posed.forward(model)
+        standing = model.forward({}, posed.shape)
+    v = body.vertices[0].cpu().numpy().astype(np.float64)
+    kp = body.keypoints[0].cpu().numpy()
+    # the root at depth 0 keeps the body centred for the other views
+    dz = float(body.joints[0, 0, 2])
+    v[:, 2] -= dz
+    joints = body.joints[0].cpu().numpy()
+    joints[:, 2] -= dz
+    kp[:, 2] -= dz
+    sv = standing.vertices[0].cpu().numpy()
+    model_height = float(sv[:, 1].max() - sv[:, 1].min())
+    scale = float(torch.exp(posed.log_scale.detach()))
+    report: dict[str, Any] = {"model": model.name}
+    mask = render_mask(v, model.faces, r)
+    report["mask_iou"] = round(mask_iou(mask, obs.mask if obs.open_region is None else obs.mask | (mask & obs.open_region)), 4)
+    if conf is not None and obs.keypoints is not None:
+        seen = conf >= VISIBLE
+        e = np.linalg.norm(kp[seen, :2] - obs.keypoints[seen], axis=1) * (r / 2.0)
+        report["keypoint_error_px"] = round(float(e.mean()), 3) if len(e) else None
+        report["keypoints_used"] = int(seen.sum())
+    flex = posed.hinge_flexion().detach().cpu().numpy()
+    params: dict[str, Any] = {
+        "global_orient": [round(float(c), 6) for c in posed.glob.detach().cpu()],
+        "body_pose": {j: [round(float(c), 6) for c in rv[0].detach().cpu()] for j, rv in posed.rotvecs().items()},
+        "hinge_flexion_deg": {j: round(math.degrees(float(f)), 3) for j, f in zip(HINGES, flex)},
+        "scale": scale,
+        "translation": [float(posed.trans[0].detach()), float(posed.trans[1].detach()), -dz],
+        "shape": model.shape_params(posed.shape),
+        "keypoints": {n: [round(float(c), 6) for c in p] for n, p in zip(KEYPOINT_NAMES, kp)},
+        "model_height_m": model_height,
+    }
+    return FitResult(vertices=v.astype(np.float32), joints=joints.astype(np.float32), keypoints=kp,
+                     params=params, scale=scale, height_m=float(height_m) if height_m else model_height,
+                     canonical_height=model_height * scale,
+                     report=report)
