@@ -1,0 +1,57 @@
+"""Appearance: fuse the views' colours onto the carved mesh and bake a UV texture (the 'texture' stage)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from human3d.cameras import OrthoCamera, camera_for_view
+from human3d.config import TextureConfig
+from human3d.context import StageContext
+from human3d.errors import InternalError
+from human3d.texture.bake import bake_texture
+from human3d.texture.fuse import ColorSource, depth_maps, fuse_colors, propagate_colors
+from human3d.types import BodyFit, Cutout, Framed, Mesh, MultiView, TexturedMesh
+
+
+def color_sources(views: MultiView, framed: Framed | None = None, cutout: Cutout | None = None,
+                  front_from_photo: bool = True, photo_erode_px: int = 2) -> list[ColorSource]:
+    """One colour source per view with a positive colour weight; the front view's colours come from the photo at
+    full resolution when ``front_from_photo`` (and the framed cutout is given)."""
+    from scipy import ndimage
+
+    weights = views.color_weights if views.color_weights is not None else views.view_weights
+    res = int(views.colors.shape[1])
+    sources = []
+    for i, name in enumerate(views.view_names):
+        w = float(weights[i])
+        if w <= 0:
+            continue
+        if name == "front" and front_from_photo and framed is not None and cutout is not None:
+            # the photo is the front view at its own resolution: canvas pixel -> photo pixel by the framing map
+            cam = OrthoCamera("front", 0.0, framed.resolution)
+            mask = ndimage.binary_erosion(cutout.mask, iterations=photo_erode_px) if photo_erode_px else cutout.mask
+            sources.append(ColorSource(cam, cutout.rgb.astype(np.float32) / 255.0, mask, w,
+                                       to_image=framed.canvas_to_photo))
+            continue
+        sources.append(ColorSource(camera_for_view(name, res), views.colors[i].astype(np.float32), views.masks[i], w))
+    return sources
+
+
+def texture_mesh(mesh: Mesh, views: MultiView, framed: Framed, cutout: Cutout, body: BodyFit, cfg: TextureConfig,
+                 ctx: StageContext) -> TexturedMesh:
+    """The pipeline stage: colours from the views (front from the photo) baked into a UV texture."""
+    sources = color_sources(views, framed, cutout, cfg.front_from_photo)
+    if not sources:
+        raise InternalError(f"the multi-view backend '{views.backend}' gave no view with colour")
+    ctx.progress(0.05, "visibility")
+    depths = depth_maps(mesh.vertices, mesh.faces, [s.camera for s in sources], cfg.renderer)
+    ctx.progress(0.2, f"unwrapping {len(mesh.faces)} faces and baking a {cfg.texture_size}px texture")
+    v, f, uv, tex, vcol = bake_texture(mesh.vertices, mesh.faces, sources, depths, size=cfg.texture_size,
+                                       cos_power=cfg.cos_power, padding=cfg.padding, renderer=cfg.renderer)
+    ctx.progress(1.0, "done")
+    return TexturedMesh(vertices=v, faces=f, uvs=uv, texture=tex, vertex_colors=vcol, height_m=body.height_m,
+                        canonical_height=body.canonical_height)
+
+
+__all__ = ["texture_mesh", "color_sources", "bake_texture", "fuse_colors", "propagate_colors", "depth_maps",
+           "ColorSource"]
