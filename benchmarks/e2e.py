@@ -1,0 +1,54 @@
+"""End-to-end CPU time per image per preset, with per-stage seconds, as a Markdown table.
+
+    .venv/bin/python benchmarks/e2e.py [--presets fast default] [--photos ../shared/data/photos/*.png]
+
+Inputs: a posed Anny person the script renders itself (examples/demo.py), plus any --photos given. Each run starts
+from an empty work dir, so nothing is cached; model start-up (mediapipe, Anny) happens once per process, before the
+first timed run, so the figures are per image in a batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from examples.demo import make_person_photo  # noqa: E402
+from human3d.config import preset_config  # noqa: E402
+from human3d.pipeline import STAGE_NAMES, Reconstructor  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--presets", nargs="+", default=["fast", "default"])
+    ap.add_argument("--photos", nargs="*", default=[])
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="human3d-bench-"))
+    inputs = [make_person_photo(tmp / "person.png")] + [Path(p) for p in args.photos]
+    # warm-up: load the models once so start-up is not billed to the first image
+    Reconstructor(preset_config("fast", device=args.device)).run(inputs[0], until="body")
+
+    cols = list(STAGE_NAMES) + ["export"]
+    print("| preset | image | " + " | ".join(cols) + " | total s | faces |")
+    print("|---" * (len(cols) + 4) + "|")
+    for preset in args.presets:
+        for img in inputs:
+            cfg = preset_config(preset, device=args.device)
+            out = tmp / f"{preset}_{img.stem}.glb"
+            t0 = time.perf_counter()
+            res = Reconstructor(cfg).run(img, out, overwrite=True)
+            total = time.perf_counter() - t0
+            faces = len(res.results["texture"].faces)
+            cells = [f"{res.timings.get(c, 0.0):.1f}" for c in cols]
+            print(f"| {preset} | {img.name} | " + " | ".join(cells) + f" | {total:.1f} | {faces} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
