@@ -201,7 +201,7 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
     "quality": {
         "body": {"iterations": 600},
-        "carve": {"resolution": 1024, "iterations": 700, "edge_length_min": 0.005, "poisson": True},
+        "carve": {"resolution": 768, "iterations": 400, "edge_length_min": 0.008, "poisson": True},
         "texture": {"texture_size": 4096},
     },
 }
