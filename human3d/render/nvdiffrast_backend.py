@@ -32,14 +32,14 @@ class NvdiffrastRasterizer(Rasterizer):
 
     name = "nvdiffrast"
 
-    def __init__(self, device: str | torch.device = "cuda") -> None:
+    def __init__(self, device: str | torch.device | None = None) -> None:
         if not nvdiffrast_available():
             raise MissingBackendError("the nvdiffrast renderer needs a CUDA GPU and nvdiffrast "
                                       "(pip install git+https://github.com/NVlabs/nvdiffrast); or choose 'torch'")
         import nvdiffrast.torch as dr
 
         self._dr = dr
-        self._ctx = dr.RasterizeCudaContext(device=torch.device(device))
+        self._ctx = dr.RasterizeCudaContext(device=torch.device(device) if device is not None else None)
 
     def rasterize(self, vertices: torch.Tensor, faces: torch.Tensor, cameras: Sequence[OrthoCamera]) -> Fragments:
         if vertices.device.type != "cuda":
@@ -63,7 +63,8 @@ class NvdiffrastRasterizer(Rasterizer):
 
     def interpolate(self, attributes: torch.Tensor, frags: Fragments) -> torch.Tensor:
         rast, _, tri = frags.native
-        attr = attributes.contiguous()
+        # Instanced mode (one rasterization per view) wants (B, V, C) or (1, V, C) attributes.
+        attr = (attributes[None] if attributes.ndim == 2 else attributes).contiguous()
         out, _ = self._dr.interpolate(attr, rast, tri)
         return out
 
