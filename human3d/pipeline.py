@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from human3d import __version__
 from human3d.config import ReconstructConfig, resolve_device

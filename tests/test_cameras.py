@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from human3d.cameras import (OrthoCamera, all_cameras, body_cameras, face_box, face_camera, normals_to_rgb,
-                             pixel_centers_ndc, rgb_to_normals, rotation_world_to_camera)
+from human3d.cameras import (
+    OrthoCamera,
+    all_cameras,
+    body_cameras,
+    face_box,
+    face_camera,
+    normals_to_rgb,
+    pixel_centers_ndc,
+    rgb_to_normals,
+    rotation_world_to_camera,
+)
 
 
 @pytest.mark.parametrize("a", [0, 45, 90, 180, 270, 315])

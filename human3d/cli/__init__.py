@@ -3,8 +3,6 @@ config and calls the library."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from human3d import __version__
@@ -27,7 +25,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(  # noqa: UP007 - typer needs Optional on 3.10
+    version: bool | None = typer.Option(
         None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:

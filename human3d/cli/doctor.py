@@ -9,7 +9,6 @@ import platform
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -111,7 +110,7 @@ def _checks(weights_dir: Path | None) -> tuple[dict, list[Check]]:
 
 def doctor(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Where model files are."),  # noqa: UP007
+    weights_dir: Path | None = typer.Option(None, "--weights-dir", help="Where model files are."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Check Python, torch, CUDA, every backend and the weights."""

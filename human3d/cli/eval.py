@@ -73,14 +73,14 @@ def evaluate_cmd(
     align: str = typer.Option("scale", "--align", help="none | scale (scale + translation) | icp."),
     threshold: float = typer.Option(1.0, "--threshold", help="F-score distance threshold in cm."),
     points: int = typer.Option(100_000, "--points", help="Points sampled on each surface."),
-    gt_height: float | None = typer.Option(  # noqa: UP007
+    gt_height: float | None = typer.Option(
         None, "--gt-height", help="The ground truth's real height in metres (default: its y extent, as metres)."),
     appearance: bool = typer.Option(True, "--appearance/--no-appearance", help="Also PSNR, SSIM and LPIPS."),
     size: int = typer.Option(512, "--size", help="Render size of the appearance views in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seed of the point sampling."),
     renderer: str = typer.Option("auto", "--renderer", help="auto | torch | open3d."),
-    lpips_dir: Path | None = typer.Option(None, "--lpips-dir", help="Folder with the LPIPS weights."),  # noqa: UP007
-    weights_dir: Path | None = typer.Option(None, "--weights-dir", help="Where model files are."),  # noqa: UP007
+    lpips_dir: Path | None = typer.Option(None, "--lpips-dir", help="Folder with the LPIPS weights."),
+    weights_dir: Path | None = typer.Option(None, "--weights-dir", help="Where model files are."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow .pth LPIPS weights (pickle)."),
     json_out: bool = typer.Option(False, "--json", help="Print every figure as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on stderr."),
@@ -135,16 +135,16 @@ def bench_cmd(
     align: str = typer.Option("scale", "--align", help="none | scale | icp."),
     threshold: float = typer.Option(1.0, "--threshold", help="F-score distance threshold in cm."),
     points: int = typer.Option(100_000, "--points", help="Points sampled on each surface."),
-    gt_height: float | None = typer.Option(  # noqa: UP007
+    gt_height: float | None = typer.Option(
         None, "--gt-height", help="Real height of every ground truth in metres (default: each one's y extent)."),
     appearance: bool = typer.Option(True, "--appearance/--no-appearance", help="Also PSNR, SSIM and LPIPS."),
     size: int = typer.Option(512, "--size", help="Render size of the appearance views."),
-    limit: int | None = typer.Option(None, "--limit", help="Only the first N meshes."),  # noqa: UP007
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N meshes."),
     overrides: list[str] = typer.Option(
         [], "--set", help="A pipeline setting on top of the preset, STAGE.KEY=VALUE (repeatable), "
                           "e.g. --set carve.iterations=40."),
-    lpips_dir: Path | None = typer.Option(None, "--lpips-dir", help="Folder with the LPIPS weights."),  # noqa: UP007
-    weights_dir: Path | None = typer.Option(None, "--weights-dir", help="Where model files are."),  # noqa: UP007
+    lpips_dir: Path | None = typer.Option(None, "--lpips-dir", help="Folder with the LPIPS weights."),
+    weights_dir: Path | None = typer.Option(None, "--weights-dir", help="Where model files are."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow .pth LPIPS weights (pickle)."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,14 +15,14 @@ from human3d.errors import UsageError
 
 def reconstruct(
     inputs: list[str] = typer.Argument(..., help="Image files, folders or glob patterns (quote globs)."),
-    output: Optional[Path] = typer.Option(  # noqa: UP007
+    output: Path | None = typer.Option(
         None, "-o", "--output",
         help="One input: the output file (or a folder). Several: the output folder. "
              "Default: <name>.<format> here, or ./human3d_output/ for several."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="glb | obj | ply (default: from -o, else glb)."),  # noqa: UP007
+    fmt: str | None = typer.Option(None, "--format", "-f", help="glb | obj | ply (default: from -o, else glb)."),
     preset: str = typer.Option("default", "--preset", "-p", help="fast | default | quality."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    work_dir: Optional[Path] = typer.Option(  # noqa: UP007
+    work_dir: Path | None = typer.Option(
         None, "--work-dir", help="Keep every intermediate here; a rerun resumes from it."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed for every stochastic stage."),
@@ -31,17 +30,17 @@ def reconstruct(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
-    weights_dir: Optional[Path] = typer.Option(None, "--weights-dir", help="Where model files are."),  # noqa: UP007
-    max_megapixels: Optional[float] = typer.Option(  # noqa: UP007
+    weights_dir: Path | None = typer.Option(None, "--weights-dir", help="Where model files are."),
+    max_megapixels: float | None = typer.Option(
         None, "--max-megapixels", help="Downscale larger photos to this size instead of refusing them (> 50 MP)."),
-    mask: Optional[Path] = typer.Option(  # noqa: UP007
+    mask: Path | None = typer.Option(
         None, "--mask", help="A mask image for the (single) input: white = person."),
     segmenter: str = typer.Option("auto", "--segmenter", help="auto | alpha | mediapipe | rembg."),
     body_model: str = typer.Option("auto", "--body-model", help="auto | anny | smplx."),
     mv_backend: str = typer.Option("auto", "--mv-backend", help="auto | pshuman | prior."),
-    unet: Optional[Path] = typer.Option(None, "--unet", help="A DRPose-tuned UNet folder."),  # noqa: UP007
+    unet: Path | None = typer.Option(None, "--unet", help="A DRPose-tuned UNet folder."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (can run code)."),
-    height: Optional[float] = typer.Option(  # noqa: UP007
+    height: float | None = typer.Option(
         None, "--height", help="The person's height in metres, if known (default: estimated, else 1.70)."),
 ) -> None:
     """Reconstruct textured 3D meshes from photos of people."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,8 +12,8 @@ from human3d.errors import UsageError
 
 def render(
     mesh: Path = typer.Argument(..., help="A mesh written by human3d (GLB, OBJ or PLY)."),
-    turntable: Optional[Path] = typer.Option(None, "--turntable", help="Write a turntable video (.mp4 or .gif)."),  # noqa: UP007
-    image: Optional[Path] = typer.Option(None, "--image", help="Write one still view (.png)."),  # noqa: UP007
+    turntable: Path | None = typer.Option(None, "--turntable", help="Write a turntable video (.mp4 or .gif)."),
+    image: Path | None = typer.Option(None, "--image", help="Write one still view (.png)."),
     azimuth: float = typer.Option(0.0, "--azimuth", help="Azimuth of the still view in degrees (0 = front)."),
     frames: int = typer.Option(60, "--frames", help="Frames in one turn."),
     fps: int = typer.Option(30, "--fps"),

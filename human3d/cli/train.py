@@ -22,7 +22,7 @@ def _views(text: str) -> tuple[int, ...]:
         raise UsageError(f"--flipped-views {text!r} must be comma-separated view indices, e.g. 3,4") from None
 
 
-def _pipeline_folder(path: Path | None, weights_dir: Path | None) -> Path:  # noqa: UP007
+def _pipeline_folder(path: Path | None, weights_dir: Path | None) -> Path:
     if path is not None:
         return path
     from human3d.weights import require
@@ -41,7 +41,7 @@ def _printer(every: int):
 def skel(
     data: Path = typer.Option(..., "--data", help="Folder of .npz renders with body fits (format: human3d.train.data)."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder for the trained g_skel (and log.csv)."),
-    pipeline: Path | None = typer.Option(None, "--pipeline", help="PSHuman folder whose VAE encodes renders "  # noqa: UP007
+    pipeline: Path | None = typer.Option(None, "--pipeline", help="PSHuman folder whose VAE encodes renders "
                                             "(needed when the .npz files hold images, not latents)."),
     views: int = typer.Option(6, "--views", help="Body views per sample."),
     flipped_views: str = typer.Option("3,4", "--flipped-views", help="Views the model predicts mirrored (PSHuman: "
@@ -50,8 +50,8 @@ def skel(
     batch_size: int = typer.Option(16, "--batch-size"),
     lr: float = typer.Option(1e-4, "--lr"),
     lpips: bool = typer.Option(True, "--lpips/--no-lpips", help="BCE + LPIPS (paper) or BCE only."),
-    lpips_weights: Path | None = typer.Option(None, "--lpips-weights", help="Folder with the LPIPS files."),  # noqa: UP007
-    weights_dir: Path | None = typer.Option(None, "--weights-dir"),  # noqa: UP007
+    lpips_weights: Path | None = typer.Option(None, "--lpips-weights", help="Folder with the LPIPS files."),
+    weights_dir: Path | None = typer.Option(None, "--weights-dir"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     seed: int = typer.Option(0, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder's model."),
@@ -89,7 +89,7 @@ def drpose(
     gskel: Path = typer.Option(..., "--gskel", help="A g_skel folder from `human3d train skel`."),
     output: Path = typer.Option(..., "-o", "--output", help="Run folder: unet/ (the result), checkpoint/, log.csv; "
                                 "rerunning with the same folder resumes."),
-    pipeline: Path | None = typer.Option(None, "--pipeline", help="PSHuman weights folder (default: the "  # noqa: UP007
+    pipeline: Path | None = typer.Option(None, "--pipeline", help="PSHuman weights folder (default: the "
                                             "'pshuman' asset)."),
     iterations: int = typer.Option(5500, "--iterations"),
     batch_size: int = typer.Option(4, "--batch-size"),
@@ -99,9 +99,9 @@ def drpose(
     guidance_scale: float = typer.Option(1.0, "--guidance-scale", help="CFG while sampling in training."),
     checkpointing: bool = typer.Option(True, "--gradient-checkpointing/--no-gradient-checkpointing"),
     lpips: bool = typer.Option(True, "--lpips/--no-lpips", help="PoseScore distance BCE + LPIPS (paper) or BCE."),
-    lpips_weights: Path | None = typer.Option(None, "--lpips-weights", help="Folder with the LPIPS files."),  # noqa: UP007
+    lpips_weights: Path | None = typer.Option(None, "--lpips-weights", help="Folder with the LPIPS files."),
     save_every: int = typer.Option(250, "--save-every"),
-    weights_dir: Path | None = typer.Option(None, "--weights-dir"),  # noqa: UP007
+    weights_dir: Path | None = typer.Option(None, "--weights-dir"),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints in the pipeline."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     seed: int = typer.Option(0, "--seed"),

@@ -6,7 +6,6 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,7 +20,7 @@ WeightsDir = typer.Option(None, "--weights-dir", help="Where model files are (fi
 @app.command("list")
 @error_boundary
 def list_(
-    weights_dir: Optional[Path] = WeightsDir,  # noqa: UP007
+    weights_dir: Path | None = WeightsDir,
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
@@ -50,7 +49,7 @@ def list_(
 @error_boundary
 def path(
     name: str = typer.Argument(..., help="Asset name (see `human3d weights list`)."),
-    weights_dir: Optional[Path] = WeightsDir,  # noqa: UP007
+    weights_dir: Path | None = WeightsDir,
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
     """Print where an asset is, or (exit 4) where to put it."""
@@ -70,8 +69,8 @@ def path(
 @app.command("verify")
 @error_boundary
 def verify(
-    name: Optional[str] = typer.Argument(None, help="Asset name; default: every asset that is found."),  # noqa: UP007
-    weights_dir: Optional[Path] = WeightsDir,  # noqa: UP007
+    name: str | None = typer.Argument(None, help="Asset name; default: every asset that is found."),
+    weights_dir: Path | None = WeightsDir,
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
     """Check files, checksums and safetensors headers; exit 4 on any problem."""
@@ -98,7 +97,7 @@ def verify(
 @error_boundary
 def download(
     name: str = typer.Argument(..., help="Asset name (see `human3d weights list`)."),
-    weights_dir: Optional[Path] = WeightsDir,  # noqa: UP007
+    weights_dir: Path | None = WeightsDir,
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
     """Fetch an asset that may be fetched (PSHuman); print instructions for those that may not (SMPL-X)."""
