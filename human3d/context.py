@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,3 +43,20 @@ class StageContext:
         """A warning the user should see (printed by the CLI, recorded in the summary)."""
         log.warning(message)
         self.warnings.append(message)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run with ``count`` torch intra-op threads (0: unchanged), restoring the previous setting.
+
+    On a small, shared CPU one thread is often much faster than several for the many small ops of a fit loop.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from human3d.body.keypoints import KEYPOINT_WEIGHTS, Landmarks, canonical_to_pix
 from human3d.body.models import ARTICULATED_JOINTS, KEYPOINT_NAMES, BodyModel, BodyOutput, load_body_model
 from human3d.body.silhouette import mask_iou, prepare_silhouette, render_mask, silhouette_band, silhouette_loss
 from human3d.config import BodyConfig
-from human3d.context import StageContext
+from human3d.context import StageContext, torch_threads
 from human3d.errors import BadInputError
 from human3d.types import BodyFit, Framed
 
@@ -126,7 +124,7 @@ def fit_body(framed: Framed, cfg: BodyConfig, ctx: StageContext) -> BodyFit:
     landmarks = detect_landmarks(framed.rgb)
     obs = observations_from_framed(framed, landmarks, ctx)
     settings = FitSettings(iterations=cfg.iterations)
-    with _torch_threads(cfg.threads if torch.device(ctx.device).type == "cpu" else 0):
+    with torch_threads(cfg.threads if torch.device(ctx.device).type == "cpu" else 0):
         result = fit_observations(model, obs, settings, ctx, height_m=cfg.height_m)
     result.report["seconds"] = round(time.perf_counter() - t0, 3)
     result.report["landmarks"] = landmarks is not None
@@ -142,18 +140,6 @@ def fit_body(framed: Framed, cfg: BodyConfig, ctx: StageContext) -> BodyFit:
     ctx.progress(1.0, f"body fitted ({model.name}; mask IoU {result.report['mask_iou']:.3f}"
                       + (f", keypoint error {kp_error:.1f} px)" if kp_error is not None else ", silhouette only)"))
     return fit
-
-
-@contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """Run with ``count`` torch intra-op threads (0: unchanged), restoring the previous setting."""
-    previous = torch.get_num_threads()
-    if count > 0:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: StageContext) -> Observations:

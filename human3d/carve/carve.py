@@ -19,8 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +29,7 @@ from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, FACE_VIEW_NAME,
 from human3d.carve.meshing import is_closed_manifold, make_watertight, poisson_cleanup
 from human3d.carve.optimizer import MeshOptimizer, RemeshingSettings
 from human3d.config import CarveConfig
-from human3d.context import StageContext, log
+from human3d.context import StageContext, log, torch_threads
 from human3d.errors import BadInputError, UsageError
 from human3d.render import Rasterizer, get_rasterizer, render_normals
 from human3d.types import BodyFit, Mesh, MultiView
@@ -138,18 +137,6 @@ def carve_from_views(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewT
     """
     with torch_threads(cfg.threads if vertices.device.type == "cpu" else 0):
         return _carve(vertices, faces, targets, cfg, rasterizer, progress, report)
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run with ``count`` torch intra-op threads (0: unchanged), restoring the previous setting."""
-    previous = torch.get_num_threads()
-    if count > 0:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _carve(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewTargets, cfg: CarveConfig,

@@ -10,7 +10,7 @@ import torch
 import trimesh
 
 from human3d.carve import remesh as R
-from human3d.carve.carve import torch_threads
+from human3d.context import torch_threads
 
 
 @pytest.fixture(autouse=True)
