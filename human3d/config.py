@@ -238,3 +238,32 @@ def resolve_device(device: str) -> str:
 
 def weights_dir_path(cfg: ReconstructConfig) -> Path | None:
     return Path(cfg.weights_dir) if cfg.weights_dir else None
+
+
+#: A standing human's height range accepted by ``--height`` (metres).
+HEIGHT_RANGE_M = (0.4, 2.8)
+#: Seeds every stochastic stage accepts (numpy's legacy seeding is the narrowest: 32 bits).
+SEED_MAX = 2**32 - 1
+
+
+def validate_config(cfg: ReconstructConfig) -> None:
+    """Refuse values no stage could use, before any stage runs (a UsageError names the option to fix)."""
+    import math
+
+    from human3d.errors import UsageError
+
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= SEED_MAX:
+        raise UsageError(f"--seed {cfg.seed} is out of range; use an integer from 0 to {SEED_MAX}")
+    h = cfg.body.height_m
+    if h is not None and not (math.isfinite(h) and HEIGHT_RANGE_M[0] <= h <= HEIGHT_RANGE_M[1]):
+        raise UsageError(f"--height {h} is not a person's height in metres; give a value from "
+                         f"{HEIGHT_RANGE_M[0]} to {HEIGHT_RANGE_M[1]} (e.g. 1.75), or leave it out")
+    mp = cfg.input.max_megapixels
+    if mp is not None and not (math.isfinite(mp) and mp > 0):
+        raise UsageError(f"--max-megapixels {mp} must be a positive number (e.g. 24)")
+    if cfg.input.min_side < 1:
+        raise UsageError(f"input.min_side {cfg.input.min_side} must be at least 1")
+    for name, value in (("frame.resolution", cfg.frame.resolution), ("multiview.resolution", cfg.multiview.resolution),
+                        ("carve.resolution", cfg.carve.resolution), ("texture.texture_size", cfg.texture.texture_size)):
+        if not 16 <= value <= 8192:
+            raise UsageError(f"{name} {value} must be from 16 to 8192 pixels")

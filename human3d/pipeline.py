@@ -22,7 +22,7 @@ from pathlib import Path
 from human3d import __version__
 from human3d.config import ReconstructConfig, resolve_device
 from human3d.context import StageContext, log
-from human3d.errors import Human3DError, InternalError, StageNotAvailableError
+from human3d.errors import BadInputError, Human3DError, InternalError, StageNotAvailableError
 from human3d.types import BodyFit, Cutout, Framed, LoadedImage, Mesh, MultiView, StageResult, TexturedMesh
 
 
@@ -99,6 +99,80 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _installed(*packages: str) -> dict[str, str | None]:
+    """Installed version of each package (None when absent): an optional package changes what ``auto`` picks."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def resolve_environment(config: ReconstructConfig, device: str) -> dict[str, dict]:
+    """Check every option no stage has run yet, and resolve what each stage's result depends on besides its
+    config: the device, what ``auto`` becomes, the identity of the weights it may read and the packages' versions.
+
+    Raises a :class:`~human3d.errors.UsageError` for a bad option, a MissingWeightsError/MissingBackendError for
+    an explicitly asked backend that cannot run. The result is part of each stage's work-dir cache key.
+    """
+    from human3d import weights
+    from human3d.body.models import MODEL_CHOICES
+    from human3d.config import validate_config
+    from human3d.errors import UsageError
+    from human3d.multiview import choose_backend as choose_mv
+    from human3d.render import RENDERERS
+    from human3d.segment.person import BACKENDS as SEGMENTERS
+
+    validate_config(config)
+    wdir = Path(config.weights_dir) if config.weights_dir else None
+    seg, body, mv = config.segment, config.body, config.multiview
+    choices = [("--segmenter", seg.backend, ("auto",) + SEGMENTERS), ("--body-model", body.model, MODEL_CHOICES),
+               ("--mv-dtype", mv.dtype, ("auto", "float32", "float16", "bfloat16")),
+               ("--mv-masks", mv.mask_method, ("auto", "normals", "rembg")),
+               ("carve.renderer", config.carve.renderer, RENDERERS),
+               ("texture.renderer", config.texture.renderer, ("auto", "torch", "open3d"))]
+    for flag, value, allowed in choices:
+        if value not in allowed:
+            raise UsageError(f"{flag} {value!r} is not known; use one of {', '.join(allowed)}")
+    if wdir is not None and not wdir.is_dir():
+        raise UsageError(f"--weights-dir {wdir} is not a folder; give the folder that holds the model files")
+    if body.model == "smplx":
+        weights.require("smplx", wdir)
+    if mv.backend == "pshuman":
+        weights.require("pshuman", wdir)
+    if mv.unet_path is not None and not Path(mv.unet_path).exists():
+        raise UsageError(f"--unet {mv.unet_path} does not exist; give a DRPose-tuned UNet folder")
+    mv_backend = choose_mv(mv, StageContext(device=device, weights_dir=wdir))  # also checks --mv-backend's name
+    u2net = weights.identity("u2net", wdir)
+    smplx_files = weights.identity("smplx", wdir)
+    renderers = _installed("open3d", "nvdiffrast")
+    return {
+        "segment": {"u2net": u2net, **_installed("mediapipe", "rembg", "onnxruntime")},
+        "body": {"smplx": smplx_files, **_installed("smplx", "anny")},
+        "multiview": {"backend": mv_backend, "u2net": u2net, **_installed("rembg"),
+                      "pshuman": weights.identity("pshuman", wdir) if mv_backend == "pshuman" else None,
+                      "unet": weights.folder_identity(mv.unet_path) if mv_backend == "pshuman" else None,
+                      **(_installed("diffusers", "transformers") if mv_backend == "pshuman" else {})},
+        "carve": renderers,
+        "texture": renderers,
+    }
+
+
+def _input_digest(path: Path) -> str:
+    """The photo's digest (the root of every cache key); an unreadable file is the user's to fix (exit 3)."""
+    if not path.is_file():
+        return str(path)  # the load stage says what is wrong with it
+    try:
+        return file_digest(path)
+    except OSError as err:
+        raise BadInputError(f"{path} cannot be read ({err.strerror or type(err).__name__}); check its permissions") \
+            from None
+
+
 class Reconstructor:
     """Runs the pipeline for one photo.
 
@@ -114,13 +188,15 @@ class Reconstructor:
     def _emit(self, kind: str, spec: StageSpec, fraction: float = 0.0, message: str = "", seconds: float = 0.0):
         self.on_event(ProgressEvent(kind, spec.name, spec.title, fraction, message, seconds))
 
-    def _stage_key(self, spec: StageSpec, upstream: str) -> str:
+    def _stage_key(self, spec: StageSpec, upstream: str, device: str = "cpu", env: dict | None = None) -> str:
         section = getattr(self.config, spec.config)
         payload = {
             "version": __version__,
             "stage": spec.name,
             "config": dataclasses.asdict(section),
             "seed": self.config.seed,
+            "device": device,
+            "environment": (env or {}).get(spec.name),
             "upstream": upstream,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -151,20 +227,25 @@ class Reconstructor:
         ``until`` stops after that stage (no export). Raises :class:`~human3d.errors.Human3DError` subclasses for
         anything the user can fix.
         """
+        from human3d.io.atomic import check_writable_folder
         from human3d.io.meshes import check_output_path, export_mesh
 
         image_path = Path(image_path)
+        inputs = tuple(Path(p) for p in (image_path, self.config.segment.mask_path) if p)
         if output is not None:
-            check_output_path(Path(output), overwrite=overwrite)
+            check_output_path(Path(output), overwrite=overwrite, fmt=self.config.export.format, inputs=inputs)
         device = resolve_device(self.config.device)
+        env = resolve_environment(self.config, device)
         work = Path(work_dir) if work_dir else None
+        if work is not None:
+            check_writable_folder(work)
         result = ReconstructionResult(output=None)
-        upstream = file_digest(image_path) if image_path.is_file() else str(image_path)
+        upstream = _input_digest(image_path)
         values: dict[str, StageResult] = {}
 
         for index, spec in enumerate(STAGES):
             folder = work / f"{index}_{spec.name}" if work else None
-            key = self._stage_key(spec, upstream)
+            key = self._stage_key(spec, upstream, device, env)
             upstream = key
             cached = self._try_load(spec, folder, key) if folder else None
             if cached is not None:

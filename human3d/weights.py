@@ -198,6 +198,29 @@ def status(weights_dir: str | Path | None = None) -> list[AssetStatus]:
     return out
 
 
+def folder_identity(folder: str | Path | None) -> list[tuple[str, int, int]] | None:
+    """(relative path, size, mtime_ns) of every file under ``folder`` (None when absent): it changes whenever a
+    file is added, removed or replaced, so a cache keyed on it is never reused with other weights."""
+    if folder is None or not Path(folder).exists():
+        return None
+    root = Path(folder)
+    if root.is_file():
+        st = root.stat()
+        return [(root.name, st.st_size, st.st_mtime_ns)]
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out.append((str(p.relative_to(root)), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def identity(name: str, weights_dir: str | Path | None = None) -> dict | None:
+    """Where asset ``name`` was found and :func:`folder_identity` of it (None when not installed)."""
+    folder = locate(name, weights_dir)
+    return None if folder is None else {"path": str(folder.resolve()), "files": folder_identity(folder)}
+
+
 def _digest(path: Path, algo: str) -> str:
     h = hashlib.new(algo)
     with open(path, "rb") as fh:
@@ -206,13 +229,32 @@ def _digest(path: Path, algo: str) -> str:
     return h.hexdigest()
 
 
-def verify(name: str, weights_dir: str | Path | None = None) -> list[str]:
-    """Problems with asset ``name`` (empty list: it is present and every known checksum and header is right)."""
+#: Weight formats that are Python pickles (they can execute code when loaded).
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def pickle_problems(asset: Asset, folder: Path, allow_pickle: bool = False) -> list[str]:
+    """The rule loading applies: a part of ``asset`` present only as pickle files needs ``--allow-pickle``."""
+    if allow_pickle:
+        return []
+    problems = []
+    for group in asset.any_of:
+        present = [f for f in group if (folder / f).is_file()]
+        if present and all(f.endswith(PICKLE_SUFFIXES) for f in present):
+            problems.append(f"{folder / present[0]} is a pickle checkpoint (it can execute code) and none of its "
+                            "safetensors alternatives is present: it needs --allow-pickle (only if you trust its "
+                            "source), or convert it to safetensors")
+    return problems
+
+
+def verify(name: str, weights_dir: str | Path | None = None, allow_pickle: bool = False) -> list[str]:
+    """Problems with asset ``name`` (empty list: it is present, loads under the same rules as the pipeline's
+    (pickles only with ``allow_pickle``) and every known checksum and header is right)."""
     asset = get_asset(name)
     folder = locate(name, weights_dir)
     if folder is None:
         return [f"{name}: not found"]
-    problems: list[str] = []
+    problems: list[str] = pickle_problems(asset, folder, allow_pickle)
     for rel, expected in asset.sha256.items():
         if (folder / rel).is_file() and _digest(folder / rel, "sha256") != expected:
             problems.append(f"{folder / rel}: sha256 does not match; the file is corrupt or a different version")

@@ -53,4 +53,10 @@ _register()
 
 
 def main() -> None:
+    import os
+    import sys
+
+    from human3d.cli.quiet import silence_third_party
+
+    silence_third_party(debug="--debug" in sys.argv[1:] or os.environ.get("HUMAN3D_DEBUG", "") not in ("", "0"))
     app(prog_name="human3d")

@@ -9,6 +9,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -46,6 +47,22 @@ def fail(message: str, code: int) -> None:
     """Print ``error: message`` on stderr and exit with ``code``."""
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def check_readable(path: Path, kind: str = "input") -> None:
+    """An input file that exists but cannot be opened is a one-line bad input (exit 3), found before any work."""
+    from human3d.errors import BadInputError
+
+    if not path.exists():
+        raise BadInputError(f"{kind} file {path} does not exist; check the path")
+    if path.is_dir():
+        raise BadInputError(f"{kind} {path} is a folder, not a file")
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as err:
+        raise BadInputError(f"{kind} file {path} cannot be read ({err.strerror or type(err).__name__}); "
+                            "check its permissions") from None
 
 
 def debug_enabled(debug: bool) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from human3d.cli.common import configure_logging, error_boundary
+from human3d.cli.common import check_readable, configure_logging, error_boundary
 from human3d.cli.progress import ProgressReporter
 from human3d.errors import UsageError
 
@@ -38,6 +38,9 @@ def reconstruct(
     segmenter: str = typer.Option("auto", "--segmenter", help="auto | alpha | mediapipe | rembg."),
     body_model: str = typer.Option("auto", "--body-model", help="auto | anny | smplx."),
     mv_backend: str = typer.Option("auto", "--mv-backend", help="auto | pshuman | prior."),
+    mv_dtype: str = typer.Option(
+        "auto", "--mv-dtype", help="auto | float32 | float16 | bfloat16: precision of the diffusion model."),
+    mv_masks: str = typer.Option("auto", "--mv-masks", help="auto | normals | rembg: masks of the generated views."),
     unet: Path | None = typer.Option(None, "--unet", help="A DRPose-tuned UNet folder."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (can run code)."),
     height: float | None = typer.Option(
@@ -51,35 +54,43 @@ def run_reconstruct(
     inputs: list[str], output: Path | None, fmt: str | None, preset: str, overwrite: bool, work_dir: Path | None,
     device: str, seed: int, json_out: bool, quiet: bool, verbose: bool, debug: bool, weights_dir: Path | None,
     max_megapixels: float | None, mask: Path | None, segmenter: str, body_model: str, mv_backend: str,
-    unet: Path | None, allow_pickle: bool, height: float | None,
+    unet: Path | None, allow_pickle: bool, height: float | None, mv_dtype: str = "auto", mv_masks: str = "auto",
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem
     from human3d.config import preset_config, resolve_device
-    from human3d.io.meshes import check_output_path, format_from_path
-    from human3d.pipeline import Reconstructor
+    from human3d.io.atomic import check_writable_folder
+    from human3d.io.meshes import FORMATS, check_output_path, format_from_path
+    from human3d.pipeline import Reconstructor, resolve_environment
 
     configure_logging(quiet, verbose)
     try:
         cfg = preset_config(preset, device=device, seed=seed, weights_dir=str(weights_dir) if weights_dir else None)
     except KeyError as err:
         raise UsageError(str(err.args[0])) from None
-    resolve_device(device)  # fail early on --device cuda without a GPU
-    if max_megapixels is not None and max_megapixels <= 0:
-        raise UsageError("--max-megapixels must be positive")
+    if fmt is not None and fmt.lower() not in FORMATS:
+        raise UsageError(f"--format {fmt} is not known; use one of {', '.join(FORMATS)}")
     cfg.input.max_megapixels = max_megapixels
     cfg.segment.backend = segmenter
     if mask is not None:
+        if segmenter not in ("auto", "mask"):
+            raise UsageError(f"--mask was given together with --segmenter {segmenter}; drop one of them")
         cfg.segment.backend, cfg.segment.mask_path = "mask", str(mask)
     cfg.body.model = body_model
     cfg.body.height_m = height
     cfg.multiview.backend = mv_backend
     cfg.multiview.unet_path = str(unet) if unet else None
     cfg.multiview.allow_pickle = allow_pickle
+    cfg.multiview.dtype, cfg.multiview.mask_method = mv_dtype, mv_masks
+    # every option is checked (and what `auto` becomes resolved) before any input is touched
+    resolve_environment(cfg, resolve_device(device))
 
     expanded = expand_inputs(inputs)
     single = len(inputs) == 1 and len(expanded) == 1 and not Path(inputs[0]).is_dir()
     if not single and mask is not None:
         raise UsageError("--mask applies to a single input; run each masked photo on its own")
+    if mask is not None:
+        check_readable(mask, "mask")
+    given = tuple(expanded) + ((mask,) if mask is not None else ())
 
     if single:
         src = expanded[0]
@@ -92,7 +103,9 @@ def run_reconstruct(
         else:
             fmt = fmt or "glb"
             dst = Path(f"{sanitize_stem(src.stem)}.{format_from_path(Path('x.' + fmt), fmt)}")
-        check_output_path(dst, overwrite=overwrite, fmt=fmt)
+        check_output_path(dst, overwrite=overwrite, fmt=fmt, inputs=given)
+        if src.exists():
+            check_readable(src, "input")
         outputs, summary_path = [dst], None
     else:
         out_dir = output if output is not None else Path("human3d_output")
@@ -100,8 +113,13 @@ def run_reconstruct(
             raise UsageError(f"with several inputs -o must be a folder, and {out_dir} is a file")
         fmt = (fmt or "glb").lower()
         outputs = output_names(expanded, out_dir, fmt)
+        for dst in outputs:  # an existing output is skipped (resume), but an input is never replaced
+            check_output_path(dst, overwrite=True, fmt=fmt, inputs=given)
+        check_writable_folder(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         summary_path = out_dir / "summary.json"
+    if work_dir is not None:
+        check_writable_folder(work_dir)
     cfg.export.format = fmt
 
     with ProgressReporter(quiet=quiet, verbose=verbose) as reporter:

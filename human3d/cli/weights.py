@@ -71,9 +71,11 @@ def path(
 def verify(
     name: str | None = typer.Argument(None, help="Asset name; default: every asset that is found."),
     weights_dir: Path | None = WeightsDir,
+    allow_pickle: bool = typer.Option(
+        False, "--allow-pickle", help="Accept pickle checkpoints, as `reconstruct --allow-pickle` would."),
     debug: bool = typer.Option(False, "--debug"),
 ) -> None:
-    """Check files, checksums and safetensors headers; exit 4 on any problem."""
+    """Check files, checksums and safetensors headers, under the rules loading applies; exit 4 on any problem."""
     from human3d import weights
 
     names = [name] if name else [a.name for a in weights.status(weights_dir) if a.found]
@@ -82,7 +84,7 @@ def verify(
         return
     bad = False
     for n in names:
-        problems = weights.verify(n, weights_dir)
+        problems = weights.verify(n, weights_dir, allow_pickle)
         if problems:
             bad = True
             for p in problems:

@@ -112,7 +112,8 @@ def _pil_guard(path: Path, allow_large: bool) -> Iterator[None]:
             yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise _fail(path, f"image is too large to decode safely ({err})",
-                    "downscale it, or pass --max-megapixels N to have it downscaled") from None
+                    "downscale it first" if allow_large
+                    else "downscale it, or pass --max-megapixels N to have it downscaled") from None
     finally:
         Image.MAX_IMAGE_PIXELS = saved
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from human3d.errors import BadInputError, OutputExistsError, UsageError
-from human3d.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from human3d.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text, check_new_files
 from human3d.types import TexturedMesh
 
 FORMATS = ("glb", "obj", "ply")
@@ -45,15 +45,12 @@ def texture_path(obj_path: Path) -> Path:
     return obj_path.with_name(obj_path.stem + "_texture.png")
 
 
-def check_output_path(path: Path, *, overwrite: bool, fmt: str | None = None) -> None:
-    """Refuse to replace an existing output without ``overwrite``; refuse an output that is a folder."""
+def check_output_path(path: Path, *, overwrite: bool, fmt: str | None = None, inputs: tuple[Path, ...] = ()) -> None:
+    """Before any work: refuse an output that is a folder, any file the export writes (:func:`companion_files`)
+    that exists without ``overwrite`` or is one of ``inputs`` (ever), and a destination that cannot be written."""
     if path.is_dir():
         raise UsageError(f"output {path} is a folder; give a file name such as {path / 'person.glb'}")
-    format_from_path(path, fmt)
-    # Only the main file counts: an OBJ's .mtl/_texture.png without the .obj are left by an interrupted export
-    # (the .obj is written last) and are replaced.
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+    check_new_files(companion_files(path, format_from_path(path, fmt)), overwrite=overwrite, inputs=inputs)
 
 
 def export_transform(
@@ -119,10 +116,10 @@ def _write_obj(path: Path, m: TexturedMesh, vertices: np.ndarray, overwrite: boo
     else:
         lines += [f"f {a} {b} {c}" for a, b, c in (m.faces + 1)]
     if has_tex:
-        atomic_write_bytes(texture_path(path), png_bytes(m.texture))
+        atomic_write_bytes(texture_path(path), png_bytes(m.texture), overwrite=overwrite)
         mtl = (f"newmtl material0\nKa 1.000 1.000 1.000\nKd 1.000 1.000 1.000\nKs 0.000 0.000 0.000\n"
                f"d 1.0\nillum 1\nmap_Kd {texture_path(path).name}\n")
-        atomic_write_text(path.with_suffix(".mtl"), mtl)
+        atomic_write_text(path.with_suffix(".mtl"), mtl, overwrite=overwrite)
     # the OBJ goes last: its presence means the export is complete (batch resume relies on it)
     atomic_write_text(path, "\n".join(lines) + "\n", overwrite=overwrite)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +155,18 @@ def load_component(name: str, folder: Path, allow_pickle: bool = False, torch_dt
     except ValueError as err:
         if "only PSHuman's released variant" in str(err):
             raise MissingWeightsError(f"{config_path}: {err}") from err
-        raise MissingWeightsError(f"{weights or config_path} could not be loaded ({_first_line(err)}); {_FIX}") from err
-    except (OSError, RuntimeError, KeyError) as err:
-        raise MissingWeightsError(f"{weights or config_path} could not be loaded ({_first_line(err)}); {_FIX}") from err
+        raise _load_error(weights or config_path, err) from err
+    except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as err:
+        raise _load_error(weights or config_path, err) from err
+
+
+def _load_error(path: Path, err: BaseException) -> MissingWeightsError:
+    """A file that did not load: a pickle the weights-only unpickler refused is not fixed by downloading again."""
+    if ".safetensors" not in path.name and path.suffix != ".json" and "weights_only" in str(err) + repr(err.__cause__):
+        return MissingWeightsError(
+            f"{path} holds Python objects besides tensors, which the weights-only loader refuses even with "
+            f"--allow-pickle (it could run code); use a safetensors file from a source you trust ({_first_line(err)})")
+    return MissingWeightsError(f"{path} could not be loaded ({_first_line(err)}); {_FIX}")
 
 
 def _first_line(err: BaseException) -> str:

@@ -39,7 +39,7 @@ def segment(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) -> RawMas
     # An empty or tiny opaque part is left to the stage's "no person found" check; only a missing or opaque
     # alpha means the backend cannot answer at all.
     if problem and (image.alpha is None or opaque_fraction(image.alpha, cfg) >= 1.0 - MIN_BACKGROUND_FRACTION):
-        raise BadInputError(f"{image.source or 'input'}: --segment alpha was asked for but {problem}; "
-                            "use --segment auto or mediapipe")
+        raise BadInputError(f"{image.source or 'input'}: --segmenter alpha was asked for but {problem}; "
+                            "use --segmenter auto or mediapipe")
     assert image.alpha is not None
     return RawMask(image.alpha.astype(np.float32) / 255.0, "alpha", detail="the image's alpha channel")

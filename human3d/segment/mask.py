@@ -15,6 +15,6 @@ from human3d.types import LoadedImage
 def segment(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) -> RawMask:
     """The file ``cfg.mask_path`` resized to the photo (see :func:`human3d.io.images.load_mask`)."""
     if not cfg.mask_path:
-        raise UsageError("--segment mask needs a mask file: pass --mask FILE")
+        raise UsageError("--segmenter mask needs a mask file: pass --mask FILE")
     mask = load_mask(cfg.mask_path, image.size, warn=ctx.warn)
     return RawMask(mask.astype(np.float32), "mask", detail=f"mask file {cfg.mask_path}")

@@ -43,7 +43,7 @@ def import_mediapipe() -> Any:
     except (ImportError, AttributeError) as err:
         raise MissingBackendError(
             f"the mediapipe segmentation backend needs mediapipe==0.10.21 ({err}); "
-            "pip install mediapipe==0.10.21, or use --segment rembg / --mask FILE"
+            "pip install mediapipe==0.10.21, or use --segmenter rembg / --mask FILE"
         ) from err
     return mp
 

@@ -26,7 +26,7 @@ def choose_backend(image: LoadedImage, cfg: SegmentConfig) -> tuple[str, str]:
     if cfg.backend not in ("auto",) + BACKENDS:
         raise UsageError(f"unknown segmentation backend {cfg.backend!r}; choose auto, {', '.join(BACKENDS)}")
     if cfg.mask_path and cfg.backend not in ("auto", "mask"):
-        raise UsageError(f"--mask was given together with --segment {cfg.backend}; drop one of them")
+        raise UsageError(f"--mask was given together with --segmenter {cfg.backend}; drop one of them")
     if cfg.backend != "auto":
         return cfg.backend, "asked for"
     if cfg.mask_path:

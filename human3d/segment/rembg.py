@@ -49,7 +49,7 @@ def import_rembg() -> Any:
         import rembg
     except ImportError as err:
         raise MissingBackendError(f"the rembg backend needs rembg ({err}); pip install 'rembg[cpu]==2.0.69', "
-                                  "or use --segment mediapipe") from err
+                                  "or use --segmenter mediapipe") from err
     return rembg
 
 
