@@ -2,23 +2,44 @@
 ``summary.json`` that records every input's outcome.
 
 Exit status of a batch: 0 every input succeeded (or was already done), 1 some failed, 2 usage error.
+
+Many workers, one batch (any number of processes, on one machine or many sharing the output folder). The protocol,
+all in ``<output folder>/.human3d-batch/``:
+
+* **claim** (:func:`claim_input`): before working on an output, a worker creates ``claims/<output>.<n>.claim``
+  with ``O_EXCL`` (atomic, also on NFS), holding its owner, host and pid, and a heartbeat thread touches it every
+  few seconds. A claim is **stale** when its pid is dead on the same host, or its heartbeat is older than
+  ``stale_after_s`` (judged on the file system's clock). A stale claim is taken over by creating generation
+  ``n + 1`` with ``O_EXCL``: of several workers trying at once exactly one succeeds, and a live claim is never
+  removed by anyone but its owner.
+* **record** (:func:`write_record`): each outcome is its own file ``records/<output>.json``, written atomically
+  by the worker that computed it, then the claim is released.
+* **summary** (:func:`rebuild_summary`): ``summary.json`` is rebuilt from every record (atomically) after each
+  outcome, so no writer erases another's results.
+
+A worker skips outputs whose record was written since it started (by anyone) or that are done (record ``ok`` and
+the file present, unless ``overwrite``); it waits for outputs claimed by live workers, taking them over if those
+die, so that when any worker exits, every input of its list has a record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
+import os
 import re
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 from human3d import __version__
 from human3d.errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOME_FAILED, BadInputError, Human3DError, UsageError
-from human3d.io.atomic import atomic_write_text, remove_stale_temporaries
+from human3d.io.atomic import atomic_write_text, host_name, pid_alive, remove_stale_temporaries
 from human3d.io.meshes import FORMATS, companion_files
 
 #: Suffixes picked up when a folder is given. Formats we cannot read are included on purpose, so that the
@@ -28,6 +49,9 @@ IMAGE_SUFFIXES = frozenset(
     ".heic .heif .avif .svg .cr2 .cr3 .nef .arw .dng .raf .orf .rw2 .psd".split()
 )
 SUMMARY_FILE = "summary.json"
+BATCH_DIR = ".human3d-batch"
+#: A claim whose heartbeat is older than this is taken over (a worker on another machine that died).
+CLAIM_STALE_AFTER_S = 120.0
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -115,6 +139,8 @@ class ItemOutcome:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     backends: dict[str, str] = field(default_factory=dict)
+    worker: str | None = None
+    """``pid@host`` of the worker that recorded this outcome."""
 
 
 @dataclass
@@ -134,7 +160,8 @@ class BatchSummary:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_SOME_FAILED if self.counts["failed"] or self.interrupted else EXIT_OK
+        c = self.counts
+        return EXIT_SOME_FAILED if c["failed"] or c["pending"] or self.interrupted else EXIT_OK
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -151,6 +178,213 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def worker_id() -> str:
+    """This process as ``pid@host``."""
+    return f"{os.getpid()}@{host_name()}"
+
+
+# -- the claim / record / summary protocol --------------------------------------------------------------------------
+
+def fs_now(folder: Path) -> float:
+    """The current time on the clock of the file system holding ``folder`` (the clock claims' mtimes use, so
+    machines with skewed clocks agree on a heartbeat's age)."""
+    probe = folder / f".now-{worker_id()}"
+    probe.touch()
+    return probe.stat().st_mtime
+
+
+@dataclass
+class Claim:
+    """A held claim on one output: keep it while working, then :meth:`release` it (a context manager too)."""
+
+    key: str
+    path: Path
+    took_over: dict | None = None
+    """The stale claim's content when this one replaced it (its worker died mid-item)."""
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def start_heartbeat(self, interval_s: float) -> None:
+        def beat() -> None:
+            while not self._stop.wait(interval_s):
+                with contextlib.suppress(OSError):
+                    os.utime(self.path)
+
+        threading.Thread(target=beat, name=f"human3d-claim-{self.key}", daemon=True).start()
+
+    def release(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _claims(batch_dir: Path, key: str) -> list[tuple[int, Path]]:
+    """(generation, path) of every claim file of ``key``, newest generation last."""
+    found = []
+    for p in (batch_dir / "claims").glob(glob.escape(key) + ".*.claim"):
+        stem, _, gen = p.name[: -len(".claim")].rpartition(".")
+        if stem == key and gen.isdigit():
+            found.append((int(gen), p))
+    return sorted(found)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def claim_is_stale(path: Path, *, stale_after_s: float = CLAIM_STALE_AFTER_S, now: float | None = None) -> bool:
+    """A claim whose worker is dead (same host, pid gone) or whose heartbeat is older than ``stale_after_s``."""
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return False  # released meanwhile: not stale, simply gone
+    info = _read_json(path)  # None while its owner is still writing it: judged by age alone
+    if info and info.get("host") == host_name() and isinstance(info.get("pid"), int) and not pid_alive(info["pid"]):
+        return True
+    now = fs_now(path.parent) if now is None else now
+    return now - mtime > stale_after_s
+
+
+def claim_input(batch_dir: Path, key: str, info: dict | None = None, *,
+                stale_after_s: float = CLAIM_STALE_AFTER_S, heartbeat_s: float | None = None) -> Claim | None:
+    """Claim output ``key`` (a file name in the output folder) for this worker, or None when a live worker holds it.
+
+    Atomic: the claim file is created with O_EXCL; a stale claim of generation n is replaced by creating
+    generation n + 1 the same way, so exactly one of the workers racing for it wins. ``info`` (input, output) is
+    stored in the claim with the owner, host and pid. The returned claim's heartbeat runs until it is released.
+    """
+    claims_dir = batch_dir / "claims"
+    claims_dir.mkdir(parents=True, exist_ok=True)
+    existing = _claims(batch_dir, key)
+    took_over = None
+    if existing:
+        gen, current = existing[-1]
+        if not claim_is_stale(current, stale_after_s=stale_after_s):
+            return None
+        took_over = _read_json(current) or {}
+        gen += 1
+    else:
+        gen = 0
+    path = claims_dir / f"{key}.{gen}.claim"
+    content = {"owner": worker_id(), "host": host_name(), "pid": os.getpid(), "created": time.time(), **(info or {})}
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return None  # another worker claimed (or took over) it first
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(content))
+        fh.flush()
+        os.fsync(fh.fileno())
+    for _, old in existing:  # the generations replaced; only their dead owners could still care
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+    claim = Claim(key, path, took_over)
+    claim.start_heartbeat(heartbeat_s if heartbeat_s is not None else max(0.5, stale_after_s / 6))
+    return claim
+
+
+def read_record(batch_dir: Path, key: str) -> tuple[ItemOutcome, float] | None:
+    """The recorded outcome of output ``key`` and when it was recorded (file-system clock), or None."""
+    path = batch_dir / "records" / f"{key}.json"
+    data = _read_json(path)
+    if data is None:
+        return None
+    names = {f.name for f in fields(ItemOutcome)}
+    try:
+        return ItemOutcome(**{k: v for k, v in data.items() if k in names}), path.stat().st_mtime
+    except (TypeError, OSError):
+        return None
+
+
+def write_record(batch_dir: Path, key: str, outcome: ItemOutcome, *, only_if_absent: bool = False) -> bool:
+    """Record ``outcome`` of output ``key`` atomically (``only_if_absent``: a placeholder that never replaces
+    another record). Returns whether it was written."""
+    records = batch_dir / "records"
+    records.mkdir(parents=True, exist_ok=True)
+    path = records / f"{key}.json"
+    text = json.dumps(asdict(outcome), indent=2)
+    if only_if_absent:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return True
+    atomic_write_text(path, text)
+    return True
+
+
+def rebuild_summary(summary_path: Path, batch_dir: Path | None = None, *, interrupted: bool = False,
+                    started: str | None = None) -> BatchSummary:
+    """``summary.json`` rebuilt from every record in ``batch_dir`` (default: beside the summary), written
+    atomically; each output appears once, with the status its worker recorded."""
+    batch_dir = batch_dir or summary_path.parent / BATCH_DIR
+    items = []
+    for path in sorted((batch_dir / "records").glob("*.json"), key=_natural_key):
+        got = read_record(batch_dir, path.name[: -len(".json")])
+        if got is not None:
+            items.append(got[0])
+    old = _read_json(summary_path) or {}
+    summary = BatchSummary(items=items, started=old.get("started") or started or _now())
+    summary.interrupted = interrupted
+    if not summary.counts["pending"]:
+        summary.finished = _now()
+    atomic_write_text(summary_path, json.dumps(summary.to_dict(), indent=2))
+    return summary
+
+
+# -- running a batch ------------------------------------------------------------------------------------------------
+
+def _run_item(src: Path, dst: Path, process: ProcessFn, item: ItemOutcome, *, fmt: str, overwrite: bool,
+              work_dir: Path | None, debug: bool) -> None:
+    """Compute one input into ``item`` (or skip it: its output exists); failures are recorded, never raised."""
+    t0 = time.perf_counter()
+    if dst.exists() and not overwrite:
+        item.status, item.error = "skipped", "output exists (pass --overwrite to redo it)"
+        return
+    before = {p for p in companion_files(dst, fmt) if p.exists()}
+    item_work = work_dir / dst.stem if work_dir else None
+    try:
+        if not src.is_file():
+            raise BadInputError(f"{src} does not exist or is not a file")
+        item.warnings, item.timings, item.backends = process(src, dst, item_work)
+        item.status, item.error, item.exit_code = "ok", None, 0
+    except Human3DError as err:
+        item.status, item.error, item.exit_code = "failed", str(err), err.exit_code
+    except Exception as err:  # isolation: a bug on one input must not stop the batch
+        item.status, item.exit_code = "failed", EXIT_INTERNAL
+        item.error = f"internal error: {type(err).__name__}: {err} (rerun with --debug and report it)"
+        if debug:
+            traceback.print_exc()
+    finally:
+        item.seconds = round(time.perf_counter() - t0, 3)
+    if item.status == "failed" and not dst.exists():
+        for p in companion_files(dst, fmt):  # never leave half of an export behind, never remove what was there
+            if p not in before:
+                p.unlink(missing_ok=True)
+
+
+def _remove_leftovers(dst: Path, fmt: str, stale: dict) -> None:
+    """A dead worker's half export of ``dst`` (its material/texture written after it claimed, the main file not)."""
+    if dst.exists():
+        return
+    since = float(stale.get("created", float("inf"))) - 2.0  # its clock; a margin for coarse mtimes
+    for p in companion_files(dst, fmt):
+        with contextlib.suppress(OSError):
+            if p != dst and p.exists() and p.stat().st_mtime >= since:
+                p.unlink()
+
+
 def run_batch(
     inputs: list[Path],
     outputs: list[Path],
@@ -162,59 +396,92 @@ def run_batch(
     work_dir: Path | None = None,
     on_item: Callable[[int, ItemOutcome], None] | None = None,
     debug: bool = False,
+    stale_after_s: float = CLAIM_STALE_AFTER_S,
+    poll_s: float = 0.5,
 ) -> BatchSummary:
-    """Run ``process`` for every input; one failure never stops the others.
+    """Run ``process`` for every input; one failure never stops the others. Returns this batch's outcomes.
 
-    An input whose output exists is skipped unless ``overwrite`` (that is how an interrupted batch resumes). The
-    summary is rewritten atomically after each input, so a killed batch still records what it finished.
+    An input whose output exists is skipped unless ``overwrite`` (that is how an interrupted batch resumes). With a
+    ``summary_path``, concurrent batches into its folder share the work through the claim/record protocol (module
+    docstring): each output is computed once, and ``summary.json`` is rebuilt from every record after each input.
     """
     if len(inputs) != len(outputs):
         raise ValueError("inputs and outputs differ in length")
-    summary = BatchSummary(items=[ItemOutcome(str(p), "pending", str(o)) for p, o in zip(inputs, outputs)],
-                           started=_now())
+    items = [ItemOutcome(str(p), "pending", str(o)) for p, o in zip(inputs, outputs)]
+    summary = BatchSummary(items=items, started=_now())
     for folder in {o.parent for o in outputs}:
         if folder.is_dir():
-            remove_stale_temporaries(folder)
+            remove_stale_temporaries(folder, max_age_s=stale_after_s)
+    batch_dir = summary_path.parent / BATCH_DIR if summary_path is not None else None
+    since = 0.0
+    if batch_dir is not None:
+        batch_dir.mkdir(parents=True, exist_ok=True)
+        since = fs_now(batch_dir)
+        for item in items:  # placeholders: the summary lists every input from the start
+            write_record(batch_dir, Path(item.output).name, item, only_if_absent=True)
+        rebuild_summary(summary_path, batch_dir, started=summary.started)
 
-    def write_summary() -> None:
-        if summary_path is not None:
-            atomic_write_text(summary_path, json.dumps(summary.to_dict(), indent=2))
+    def settled(i: int) -> bool:
+        """Decided for this batch: recorded (by anyone) since it started, or done before and kept."""
+        got = read_record(batch_dir, outputs[i].name) if batch_dir is not None else None
+        if got is None or got[0].status == "pending":
+            return False
+        rec, when = got
+        if when >= since or (not overwrite and rec.status in ("ok", "skipped") and outputs[i].exists()):
+            items[i] = rec
+            return True
+        return False
+
+    def attempt(i: int) -> bool:
+        """Work on input i unless another live worker holds it; True when it is decided."""
+        src, dst, item = inputs[i], outputs[i], items[i]
+        if batch_dir is None:
+            _run_item(src, dst, process, item, fmt=fmt, overwrite=overwrite, work_dir=work_dir, debug=debug)
+            return True
+        if settled(i):
+            return True
+        claim = claim_input(batch_dir, dst.name, {"input": str(src), "output": str(dst)},
+                            stale_after_s=stale_after_s)
+        if claim is None:
+            return False
+        with claim:
+            if settled(i):  # finished by another worker between our look and our claim
+                return True
+            if claim.took_over is not None:
+                _remove_leftovers(dst, fmt, claim.took_over)
+            item = items[i] = ItemOutcome(str(src), "pending", str(dst), worker=worker_id())
+            _run_item(src, dst, process, item, fmt=fmt, overwrite=overwrite, work_dir=work_dir, debug=debug)
+            write_record(batch_dir, dst.name, item)
+        rebuild_summary(summary_path, batch_dir, started=summary.started)
+        return True
 
     try:
-        for i, (src, dst) in enumerate(zip(inputs, outputs)):
-            item = summary.items[i]
-            t0 = time.perf_counter()
-            if dst.exists() and not overwrite:
-                item.status = "skipped"
-                item.error = "output exists (pass --overwrite to redo it)"
+        waiting = []
+        for i in range(len(inputs)):
+            if attempt(i):
+                if on_item:
+                    on_item(i, items[i])
             else:
-                item_work = work_dir / dst.stem if work_dir else None
-                try:
-                    if not src.is_file():
-                        raise BadInputError(f"{src} does not exist or is not a file")
-                    item.warnings, item.timings, item.backends = process(src, dst, item_work)
-                    item.status = "ok"
-                except Human3DError as err:
-                    item.status, item.error, item.exit_code = "failed", str(err), err.exit_code
-                except Exception as err:  # isolation: a bug on one input must not stop the batch
-                    item.status, item.exit_code = "failed", EXIT_INTERNAL
-                    item.error = f"internal error: {type(err).__name__}: {err} (rerun with --debug and report it)"
-                    if debug:
-                        traceback.print_exc()
-                if item.status == "failed":
-                    for p in companion_files(dst, fmt):  # never leave half of an export behind
-                        if not p.exists() or p == dst:
-                            continue
-                        if not dst.exists():
-                            p.unlink(missing_ok=True)
-            item.seconds = round(time.perf_counter() - t0, 3)
-            write_summary()
-            if on_item:
-                on_item(i, item)
+                waiting.append(i)
+        while waiting:  # held by other workers: wait for their records, or take over from the dead
+            time.sleep(poll_s)
+            still = []
+            for i in waiting:
+                if attempt(i):
+                    if on_item:
+                        on_item(i, items[i])
+                else:
+                    still.append(i)
+            waiting = still
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
     finally:
-        summary.finished = _now()
-        write_summary()
+        summary.items = items
+        summary.finished = None if summary.interrupted else _now()
+        if batch_dir is not None:
+            with contextlib.suppress(OSError):
+                rebuild_summary(summary_path, batch_dir, interrupted=summary.interrupted, started=summary.started)
+                for probe in (batch_dir / f".now-{worker_id()}", batch_dir / "claims" / f".now-{worker_id()}"):
+                    probe.unlink(missing_ok=True)
     return summary
