@@ -152,7 +152,7 @@ def resolve_environment(config: ReconstructConfig, device: str) -> dict[str, dic
     renderers = _installed("open3d", "nvdiffrast")
     return {
         "segment": {"u2net": u2net, **_installed("mediapipe", "rembg", "onnxruntime")},
-        "body": {"smplx": smplx_files, **_installed("smplx", "anny")},
+        "body": {"smplx_files": smplx_files, **_installed("smplx", "anny")},
         "multiview": {"backend": mv_backend, "u2net": u2net, **_installed("rembg"),
                       "pshuman": weights.identity("pshuman", wdir) if mv_backend == "pshuman" else None,
                       "unet": weights.folder_identity(mv.unet_path) if mv_backend == "pshuman" else None,

@@ -277,3 +277,78 @@ def test_unreadable_input_is_exit_3_and_read_only_folder_exit_2_before_work(shar
     r = _run_without_override(["reconstruct", str(shared_dir), "-o", str(ro / "batch")], shared_dir)
     assert r.returncode == 2 and "cannot write into" in one_line(r.stderr)
     assert snapshot(shared_dir) == before and not list(ro.iterdir())
+
+
+# -- 5. weights verify applies the loading rules ------------------------------------------------------------------
+
+def test_weights_verify_says_a_pickle_only_folder_needs_allow_pickle(tmp_path, monkeypatch):
+    from human3d.weights import ASSETS
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HUMAN3D_WEIGHTS", raising=False)
+    folder = tmp_path / "w" / "pshuman"
+    asset = ASSETS["pshuman"]
+    for rel in asset.required:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text("{}")
+    for group in asset.any_of:  # the pickle member of each group, and nothing else
+        rel = next(f for f in group if f.endswith((".bin", ".pt")) or f.endswith("config.json"))
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(b"{}" if rel.endswith(".json") else b"pickle")
+    before = snapshot(tmp_path)
+    r = runner.invoke(app, ["weights", "verify", "pshuman", "--weights-dir", str(tmp_path / "w")])
+    assert r.exit_code == 4, r.output
+    assert "unet/diffusion_pytorch_model.bin is a pickle checkpoint" in r.stderr and "needs --allow-pickle" in r.stderr
+    assert "ok" not in r.stderr
+    r = runner.invoke(app, ["weights", "verify", "pshuman", "--weights-dir", str(tmp_path / "w"), "--allow-pickle"])
+    assert r.exit_code == 0 and "pshuman: ok" in r.stderr, r.output
+    assert snapshot(tmp_path) == before
+
+
+# -- 3. the work-dir cache key covers weights, resolved backends, device and version ----------------------------
+
+def test_cache_is_not_reused_after_weights_appear_or_the_version_changes(tmp_path, spy_pipeline, photo,
+                                                                        monkeypatch):
+    from human3d.config import preset_config
+    from human3d.pipeline import Reconstructor
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HUMAN3D_WEIGHTS", raising=False)
+    (tmp_path / "w").mkdir()
+    cfg = preset_config("fast", device="auto", weights_dir=str(tmp_path / "w"))
+    work = tmp_path / "work"
+    Reconstructor(cfg).run(photo, work_dir=work, until="segment")
+    assert CALLS == ["load", "segment"]
+    CALLS.clear()
+    cfg_cpu = preset_config("fast", device="cpu", weights_dir=str(tmp_path / "w"))
+    res = Reconstructor(cfg_cpu).run(photo, work_dir=work, until="segment")
+    import torch
+
+    if not torch.cuda.is_available():  # auto resolved to cpu: the same device, the same results
+        assert CALLS == [] and res.cached == ["load", "segment"]
+    CALLS.clear()
+    (tmp_path / "w" / "rembg").mkdir()
+    (tmp_path / "w" / "rembg" / "u2net.onnx").write_bytes(b"a model the segmenter may now use")
+    res = Reconstructor(cfg).run(photo, work_dir=work, until="segment")
+    assert CALLS == ["segment"] and res.cached == ["load"]  # new weights: segmentation is redone
+    CALLS.clear()
+    monkeypatch.setattr(pipeline, "__version__", "99.0")
+    Reconstructor(cfg).run(photo, work_dir=work, until="segment")
+    assert CALLS == ["load", "segment"]
+
+
+def test_resolved_multiview_backend_and_smplx_files_are_in_the_key(tmp_path, monkeypatch):
+    from human3d.config import preset_config
+    from human3d.pipeline import resolve_environment
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HUMAN3D_WEIGHTS", raising=False)
+    (tmp_path / "w").mkdir()
+    cfg = preset_config("fast", device="cpu", weights_dir=str(tmp_path / "w"))
+    before = resolve_environment(cfg, "cpu")
+    assert before["multiview"]["backend"] == "prior" and before["body"]["smplx_files"] is None
+    (tmp_path / "w" / "smplx").mkdir()
+    (tmp_path / "w" / "smplx" / "SMPLX_NEUTRAL.npz").write_bytes(b"model")
+    after = resolve_environment(cfg, "cpu")
+    assert after["body"]["smplx_files"]["files"][0][:2] == ("SMPLX_NEUTRAL.npz", 5)
+    assert after["segment"] == before["segment"]
