@@ -7,6 +7,8 @@ Each stage owns its dataclass; fields carry attribute docstrings (they become he
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -267,3 +269,194 @@ def validate_config(cfg: ReconstructConfig) -> None:
                         ("carve.resolution", cfg.carve.resolution), ("texture.texture_size", cfg.texture.texture_size)):
         if not 16 <= value <= 8192:
             raise UsageError(f"{name} {value} must be from 16 to 8192 pixels")
+
+
+# -- the config tree as the user reaches it: --set PATH=VALUE, --config FILE (TOML), --print-config ---------------
+def config_sections(cfg: ReconstructConfig) -> dict[str, Any]:
+    """The stage sections of ``cfg`` by name (``{"input": InputConfig(...), ...}``)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if dataclasses.is_dataclass(getattr(cfg, f.name))}
+
+
+def _field_type(owner: Any, name: str) -> Any:
+    import typing
+
+    hints = typing.get_type_hints(type(owner))
+    if name not in hints:
+        raise KeyError(name)
+    return hints[name]
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` (text from the command line, or a TOML value) as the field's type; ValueError when it is not."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
+            return None
+        rest = [a for a in args if a is not type(None)]
+        return _coerce(value, rest[0] if len(rest) == 1 else str, where)
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where} must be one of {', '.join(map(str, args))}")
+        return value
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        inner = args[0] if args else str
+        return tuple(_coerce(v.strip() if isinstance(v, str) else v, inner, where) for v in items)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"{where} must be true or false, not {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{where} must be a whole number, not {value!r}")
+        try:
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        except ValueError:
+            raise ValueError(f"{where} must be a whole number, not {value!r}") from None
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{where} must be a number, not {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where} must be a number, not {value!r}") from None
+    if annotation is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError(f"{where} must be text, not {value!r}")
+        return str(value)
+    return value
+
+
+def set_config_value(cfg: ReconstructConfig, path: str, value: Any) -> None:
+    """Set ``section.field`` (or a top-level field such as ``seed``) from text or a typed value, converted to the
+    field's declared type. Raises :class:`~human3d.errors.UsageError` naming the bad path or value."""
+    from human3d.errors import UsageError
+
+    parts = path.strip().split(".")
+    owner: Any = cfg
+    for part in parts[:-1]:
+        sub = getattr(owner, part, None)
+        if sub is None or not dataclasses.is_dataclass(sub):
+            raise UsageError(f"unknown config section {part!r} in {path!r}; sections: "
+                             f"{', '.join(config_sections(cfg))} (see --print-config)")
+        owner = sub
+    name = parts[-1]
+    if not name or not dataclasses.is_dataclass(owner) or dataclasses.is_dataclass(getattr(owner, name, None)):
+        raise UsageError(f"{path!r} is not a setting; use SECTION.FIELD, e.g. carve.iterations (see --print-config)")
+    try:
+        annotation = _field_type(owner, name)
+    except KeyError:
+        known = ", ".join(f.name for f in dataclasses.fields(owner))
+        raise UsageError(f"unknown setting {path!r}; {'.'.join(parts[:-1]) or 'the top level'} has: {known}") \
+            from None
+    try:
+        setattr(owner, name, _coerce(value, annotation, path))
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def apply_settings(cfg: ReconstructConfig, items: list[str]) -> ReconstructConfig:
+    """Apply ``--set`` items ``SECTION.FIELD=VALUE`` in order."""
+    from human3d.errors import UsageError
+
+    for item in items:
+        path, sep, raw = item.partition("=")
+        if not sep or not path.strip():
+            raise UsageError(f"--set {item!r} must look like SECTION.FIELD=VALUE, e.g. carve.iterations=300")
+        set_config_value(cfg, path, raw.strip())
+    return cfg
+
+
+def config_from_mapping(data: dict[str, Any], preset: str | None = None) -> ReconstructConfig:
+    """A config from a nested mapping (a parsed TOML file): its preset (or ``preset``) first, then every value."""
+    from human3d.errors import UsageError
+
+    base = preset or data.get("preset", "default")
+    try:
+        cfg = preset_config(str(base))
+    except KeyError as err:
+        raise UsageError(str(err.args[0])) from None
+
+    def walk(prefix: str, mapping: dict[str, Any]) -> None:
+        for key, value in mapping.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(path + ".", value)
+            elif path != "preset":
+                set_config_value(cfg, path, value)
+
+    walk("", data)
+    return cfg
+
+
+def load_config_file(path: str | Path, preset: str | None = None) -> ReconstructConfig:
+    """Read a TOML config (as ``--print-config`` writes it; any subset of its keys is fine)."""
+    import tomllib
+
+    from human3d.errors import BadInputError, UsageError
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except PermissionError:
+        raise BadInputError(f"config file {path} cannot be read (permission denied)") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise UsageError(f"config file {path} is not valid TOML ({err}); write it as --print-config does") \
+            from None
+    cfg = config_from_mapping(data, preset)
+    for dotted in _unset_fields(text):
+        set_config_value(cfg, dotted, None)
+    return cfg
+
+
+def _unset_fields(text: str) -> list[str]:
+    """The fields a file marks ``# NAME = (unset)`` (how :func:`config_to_toml` writes None), as dotted paths."""
+    section, out = "", []
+    for line in text.splitlines():
+        header = re.fullmatch(r"\s*\[([A-Za-z_][\w.]*)\]\s*", line)
+        if header:
+            section = header.group(1) + "."
+            continue
+        unset = re.fullmatch(r"\s*#\s*([A-Za-z_]\w*)\s*=\s*\(unset\)\s*", line)
+        if unset:
+            out.append(section + unset.group(1))
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string has JSON's escapes
+
+
+def config_to_toml(cfg: ReconstructConfig) -> str:
+    """The whole tree as TOML, loadable again by :func:`load_config_file` to the identical config. TOML has no
+    null: an unset (None) field is written as the comment ``# NAME = (unset)``, which the reader honours."""
+    lines = [f"# human3d {__import__('human3d').__version__} reconstruct config", ""]
+    sections = config_sections(cfg)
+    for f in dataclasses.fields(cfg):
+        if f.name not in sections:
+            value = getattr(cfg, f.name)
+            lines.append(f"# {f.name} = (unset)" if value is None else f"{f.name} = {_toml_value(value)}")
+    for name, section in sections.items():
+        lines += ["", f"[{name}]"]
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            lines.append(f"# {f.name} = (unset)" if value is None else f"{f.name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -43,19 +43,15 @@ def _lpips(appearance: bool, lpips_dir: Path | None, weights_dir: Path | None, a
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["carve.iterations=40", "texture.texture_size=512"]`` -> ``{"carve": {"iterations": 40}, ...}``; values
-    are read as JSON when they parse (numbers, true/false, null), else kept as text."""
+    """``["carve.iterations=40", "texture.texture_size=512"]`` -> ``{"carve": {"iterations": "40"}, ...}``; the
+    text is converted to each field's type when the config is built (:func:`human3d.config.set_config_value`)."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         stage, dot, name = key.strip().partition(".")
         if not sep or not dot or not stage or not name:
-            raise UsageError(f"--set {item!r} must look like STAGE.KEY=VALUE, e.g. carve.iterations=40")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        out.setdefault(stage, {})[name] = value
+            raise UsageError(f"--set {item!r} must look like SECTION.FIELD=VALUE, e.g. carve.iterations=40")
+        out.setdefault(stage, {})[name] = raw.strip()
     return out
 
 

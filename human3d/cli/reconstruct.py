@@ -14,18 +14,20 @@ from human3d.errors import UsageError
 
 
 def reconstruct(
-    inputs: list[str] = typer.Argument(..., help="Image files, folders or glob patterns (quote globs)."),
+    inputs: list[str] | None = typer.Argument(
+        None, help="Image files, folders or glob patterns (quote globs)."),
     output: Path | None = typer.Option(
         None, "-o", "--output",
         help="One input: the output file (or a folder). Several: the output folder. "
              "Default: <name>.<format> here, or ./human3d_output/ for several."),
     fmt: str | None = typer.Option(None, "--format", "-f", help="glb | obj | ply (default: from -o, else glb)."),
-    preset: str = typer.Option("default", "--preset", "-p", help="fast | default | quality."),
+    preset: str | None = typer.Option(
+        None, "--preset", "-p", help="fast | default | quality (default: the --config file's, else default)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     work_dir: Path | None = typer.Option(
         None, "--work-dir", help="Keep every intermediate here; a rerun resumes from it."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
-    seed: int = typer.Option(0, "--seed", help="Seed for every stochastic stage."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda (default: auto)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for every stochastic stage (default: 0)."),
     json_out: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr."),
@@ -35,54 +37,96 @@ def reconstruct(
         None, "--max-megapixels", help="Downscale larger photos to this size instead of refusing them (> 50 MP)."),
     mask: Path | None = typer.Option(
         None, "--mask", help="A mask image for the (single) input: white = person."),
-    segmenter: str = typer.Option("auto", "--segmenter", help="auto | alpha | mediapipe | rembg."),
-    body_model: str = typer.Option("auto", "--body-model", help="auto | anny | smplx."),
-    mv_backend: str = typer.Option("auto", "--mv-backend", help="auto | pshuman | prior."),
-    mv_dtype: str = typer.Option(
-        "auto", "--mv-dtype", help="auto | float32 | float16 | bfloat16: precision of the diffusion model."),
-    mv_masks: str = typer.Option("auto", "--mv-masks", help="auto | normals | rembg: masks of the generated views."),
+    segmenter: str | None = typer.Option(None, "--segmenter", help="auto | alpha | mediapipe | rembg."),
+    body_model: str | None = typer.Option(None, "--body-model", help="auto | anny | smplx."),
+    mv_backend: str | None = typer.Option(None, "--mv-backend", help="auto | pshuman | prior."),
+    mv_dtype: str | None = typer.Option(
+        None, "--mv-dtype", help="auto | float32 | float16 | bfloat16: precision of the diffusion model."),
+    mv_masks: str | None = typer.Option(
+        None, "--mv-masks", help="auto | normals | rembg: masks of the generated views."),
     unet: Path | None = typer.Option(None, "--unet", help="A DRPose-tuned UNet folder."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (can run code)."),
     height: float | None = typer.Option(
         None, "--height", help="The person's height in metres, if known (default: estimated, else 1.70)."),
+    config_file: Path | None = typer.Option(
+        None, "--config", help="A TOML config file (as --print-config writes it; any subset of its keys)."),
+    settings: list[str] = typer.Option(
+        [], "--set", help="Any setting of the config tree, SECTION.FIELD=VALUE (repeatable; applied last), "
+                          "e.g. --set carve.iterations=300."),
+    print_config: bool = typer.Option(
+        False, "--print-config", help="Print the resolved config tree as TOML and exit (loadable with --config)."),
 ) -> None:
-    """Reconstruct textured 3D meshes from photos of people."""
+    """Reconstruct textured 3D meshes from photos of people.
+
+    Settings resolve in this order: the preset, the --config file, the dedicated flags, then each --set.
+    """
     run_reconstruct(**locals())
 
 
+def build_config(
+    preset: str | None = None, config_file: Path | None = None, settings: list[str] | tuple[str, ...] = (), *,
+    device: str | None = None, seed: int | None = None, weights_dir: Path | None = None,
+    max_megapixels: float | None = None, mask: Path | None = None, segmenter: str | None = None,
+    body_model: str | None = None, mv_backend: str | None = None, unet: Path | None = None,
+    allow_pickle: bool = False, height: float | None = None, mv_dtype: str | None = None,
+    mv_masks: str | None = None,
+):
+    """The :class:`~human3d.config.ReconstructConfig` the command line asks for: preset, then the config file,
+    then the dedicated flags that were given, then ``--set`` items."""
+    from human3d.config import apply_settings, load_config_file, preset_config, set_config_value
+
+    try:
+        cfg = load_config_file(config_file, preset) if config_file else preset_config(preset or "default")
+    except KeyError as err:
+        raise UsageError(str(err.args[0])) from None
+    flags = {
+        "device": device, "seed": seed, "weights_dir": str(weights_dir) if weights_dir else None,
+        "input.max_megapixels": max_megapixels, "segment.backend": segmenter, "body.model": body_model,
+        "body.height_m": height, "multiview.backend": mv_backend, "multiview.unet_path": str(unet) if unet else None,
+        "multiview.allow_pickle": True if allow_pickle else None, "multiview.dtype": mv_dtype,
+        "multiview.mask_method": mv_masks,
+    }
+    if mask is not None:
+        flags.update({"segment.backend": "mask", "segment.mask_path": str(mask)})
+    for path, value in flags.items():
+        if value is not None:
+            set_config_value(cfg, path, value)
+    apply_settings(cfg, list(settings))
+    return cfg
+
+
 def run_reconstruct(
-    inputs: list[str], output: Path | None, fmt: str | None, preset: str, overwrite: bool, work_dir: Path | None,
-    device: str, seed: int, json_out: bool, quiet: bool, verbose: bool, debug: bool, weights_dir: Path | None,
-    max_megapixels: float | None, mask: Path | None, segmenter: str, body_model: str, mv_backend: str,
-    unet: Path | None, allow_pickle: bool, height: float | None, mv_dtype: str = "auto", mv_masks: str = "auto",
+    inputs: list[str] | None, output: Path | None, fmt: str | None, preset: str | None, overwrite: bool,
+    work_dir: Path | None, device: str | None, seed: int | None, json_out: bool, quiet: bool, verbose: bool,
+    debug: bool, weights_dir: Path | None, max_megapixels: float | None, mask: Path | None, segmenter: str | None,
+    body_model: str | None, mv_backend: str | None, unet: Path | None, allow_pickle: bool, height: float | None,
+    mv_dtype: str | None = None, mv_masks: str | None = None, config_file: Path | None = None,
+    settings: list[str] | tuple[str, ...] = (), print_config: bool = False,
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem
-    from human3d.config import preset_config, resolve_device
+    from human3d.config import config_to_toml, resolve_device, set_config_value
     from human3d.io.atomic import check_writable_folder
     from human3d.io.meshes import FORMATS, check_output_path, format_from_path
     from human3d.pipeline import Reconstructor, resolve_environment
 
     configure_logging(quiet, verbose)
-    try:
-        cfg = preset_config(preset, device=device, seed=seed, weights_dir=str(weights_dir) if weights_dir else None)
-    except KeyError as err:
-        raise UsageError(str(err.args[0])) from None
     if fmt is not None and fmt.lower() not in FORMATS:
         raise UsageError(f"--format {fmt} is not known; use one of {', '.join(FORMATS)}")
-    cfg.input.max_megapixels = max_megapixels
-    cfg.segment.backend = segmenter
-    if mask is not None:
-        if segmenter not in ("auto", "mask"):
-            raise UsageError(f"--mask was given together with --segmenter {segmenter}; drop one of them")
-        cfg.segment.backend, cfg.segment.mask_path = "mask", str(mask)
-    cfg.body.model = body_model
-    cfg.body.height_m = height
-    cfg.multiview.backend = mv_backend
-    cfg.multiview.unet_path = str(unet) if unet else None
-    cfg.multiview.allow_pickle = allow_pickle
-    cfg.multiview.dtype, cfg.multiview.mask_method = mv_dtype, mv_masks
+    if mask is not None and segmenter not in (None, "auto", "mask"):
+        raise UsageError(f"--mask was given together with --segmenter {segmenter}; drop one of them")
+    cfg = build_config(preset, config_file, settings, device=device, seed=seed, weights_dir=weights_dir,
+                       max_megapixels=max_megapixels, mask=mask, segmenter=segmenter, body_model=body_model,
+                       mv_backend=mv_backend, unet=unet, allow_pickle=allow_pickle, height=height,
+                       mv_dtype=mv_dtype, mv_masks=mv_masks)
+    if fmt is not None:
+        set_config_value(cfg, "export.format", fmt.lower())
+    if print_config:
+        sys.stdout.write(config_to_toml(cfg))
+        return
+    if not inputs:
+        raise UsageError("no input given: name image files, folders or globs (or use --print-config)")
     # every option is checked (and what `auto` becomes resolved) before any input is touched
-    resolve_environment(cfg, resolve_device(device))
+    resolve_environment(cfg, resolve_device(cfg.device))
 
     expanded = expand_inputs(inputs)
     single = len(inputs) == 1 and len(expanded) == 1 and not Path(inputs[0]).is_dir()
@@ -95,13 +139,13 @@ def run_reconstruct(
     if single:
         src = expanded[0]
         if output is not None and output.is_dir():
-            fmt = fmt or "glb"
+            fmt = fmt or cfg.export.format
             dst = output / f"{sanitize_stem(src.stem)}.{fmt}"
         elif output is not None:
             fmt = format_from_path(output, fmt)
             dst = output
         else:
-            fmt = fmt or "glb"
+            fmt = fmt or cfg.export.format
             dst = Path(f"{sanitize_stem(src.stem)}.{format_from_path(Path('x.' + fmt), fmt)}")
         check_output_path(dst, overwrite=overwrite, fmt=fmt, inputs=given)
         if src.exists():
@@ -111,7 +155,7 @@ def run_reconstruct(
         out_dir = output if output is not None else Path("human3d_output")
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"with several inputs -o must be a folder, and {out_dir} is a file")
-        fmt = (fmt or "glb").lower()
+        fmt = (fmt or cfg.export.format).lower()
         outputs = output_names(expanded, out_dir, fmt)
         for dst in outputs:  # an existing output is skipped (resume), but an input is never replaced
             check_output_path(dst, overwrite=True, fmt=fmt, inputs=given)

@@ -152,7 +152,7 @@ def view_frame_gt(mesh: TexturedMesh, azimuth: float) -> TexturedMesh:
 # -- reconstruction -----------------------------------------------------------------------------------------------
 def pipeline_reconstructor(settings: BenchSettings, on_event: Callable[[Any], None] | None = None) -> ReconstructFn:
     """A ReconstructFn running :class:`human3d.pipeline.Reconstructor` with the settings' preset and backend."""
-    from human3d.config import preset_config
+    from human3d.config import preset_config, set_config_value
     from human3d.pipeline import Reconstructor
 
     try:
@@ -163,13 +163,8 @@ def pipeline_reconstructor(settings: BenchSettings, on_event: Callable[[Any], No
     cfg.multiview.backend = settings.backend
     cfg.export.format = "glb"
     for stage, values in settings.overrides.items():
-        section = getattr(cfg, stage, None)
-        if section is None or not dataclasses.is_dataclass(section):
-            raise UsageError(f"unknown pipeline stage {stage!r} in the bench overrides")
         for key, value in values.items():
-            if not hasattr(section, key):
-                raise UsageError(f"the {stage} stage has no setting {key!r}")
-            setattr(section, key, value)
+            set_config_value(cfg, f"{stage}.{key}", value)
 
     def run(photo: Path, output: Path, work_dir: Path) -> dict[str, Any]:
         res = Reconstructor(cfg, on_event=on_event).run(photo, output, work_dir=work_dir, overwrite=True)
