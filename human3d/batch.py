@@ -36,11 +36,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from human3d import __version__
 from human3d.errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOME_FAILED, BadInputError, Human3DError, UsageError
 from human3d.io.atomic import atomic_write_text, host_name, pid_alive, remove_stale_temporaries
 from human3d.io.meshes import FORMATS, companion_files
+
+if TYPE_CHECKING:
+    from human3d.executors import ExecutorSettings
 
 #: Suffixes picked up when a folder is given. Formats we cannot read are included on purpose, so that the
 #: summary says why they failed instead of silently skipping them.
@@ -398,8 +402,16 @@ def run_batch(
     debug: bool = False,
     stale_after_s: float = CLAIM_STALE_AFTER_S,
     poll_s: float = 0.5,
+    executor: str = "local",
+    jobs: int = 1,
+    executor_settings: ExecutorSettings | None = None,
+    on_message: Callable[[str], None] | None = None,
 ) -> BatchSummary:
     """Run ``process`` for every input; one failure never stops the others. Returns this batch's outcomes.
+
+    ``executor="ray"`` (one Ray task per photo) or ``jobs=N`` (N local worker processes), or a full
+    :class:`~human3d.executors.ExecutorSettings`, spread the batch (:mod:`human3d.executors`); ``process`` must
+    then be picklable, e.g. ``ReconstructTask(config)``, and ``on_message`` receives the workers' progress lines.
 
     An input whose output exists is skipped unless ``overwrite`` (that is how an interrupted batch resumes). With a
     ``summary_path``, concurrent batches into its folder share the work through the claim/record protocol (module
@@ -407,6 +419,13 @@ def run_batch(
     """
     if len(inputs) != len(outputs):
         raise ValueError("inputs and outputs differ in length")
+    if executor_settings is not None or executor != "local" or jobs != 1:
+        from human3d.executors import ExecutorSettings, run_with_executor
+
+        spread = executor_settings or ExecutorSettings(executor=executor, jobs=jobs)
+        return run_with_executor(inputs, outputs, process, settings=spread, summary_path=summary_path, fmt=fmt,
+                                 overwrite=overwrite, work_dir=work_dir, config=getattr(process, "config", None),
+                                 on_item=on_item, on_message=on_message, debug=debug)
     items = [ItemOutcome(str(p), "pending", str(o)) for p, o in zip(inputs, outputs)]
     summary = BatchSummary(items=items, started=_now())
     for folder in {o.parent for o in outputs}:

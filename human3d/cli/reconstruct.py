@@ -55,6 +55,17 @@ def reconstruct(
                           "e.g. --set carve.iterations=300."),
     print_config: bool = typer.Option(
         False, "--print-config", help="Print the resolved config tree as TOML and exit (loadable with --config)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Local worker processes for a batch (torch threads are split)."),
+    executor: str = typer.Option("local", "--executor", help="local | ray: where a batch's photos are computed."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="A running Ray cluster, e.g. 10.0.0.5:6379 (default: start a local one)."),
+    ray_cpus_per_task: float | None = typer.Option(
+        None, "--ray-cpus-per-task", help="CPUs per Ray task (default: 1; 2 with --mv-backend pshuman)."),
+    ray_gpus_per_task: float | None = typer.Option(
+        None, "--ray-gpus-per-task", help="GPUs per Ray task (default: 1 with --mv-backend pshuman, else 0)."),
+    ray_storage: str = typer.Option(
+        "shared", "--ray-storage", help="shared: workers write into the output folder (shared storage); driver: "
+                                        "results come back to this machine, which writes them."),
 ) -> None:
     """Reconstruct textured 3D meshes from photos of people.
 
@@ -101,10 +112,13 @@ def run_reconstruct(
     debug: bool, weights_dir: Path | None, max_megapixels: float | None, mask: Path | None, segmenter: str | None,
     body_model: str | None, mv_backend: str | None, unet: Path | None, allow_pickle: bool, height: float | None,
     mv_dtype: str | None = None, mv_masks: str | None = None, config_file: Path | None = None,
-    settings: list[str] | tuple[str, ...] = (), print_config: bool = False,
+    settings: list[str] | tuple[str, ...] = (), print_config: bool = False, jobs: int = 1, executor: str = "local",
+    ray_address: str | None = None, ray_cpus_per_task: float | None = None, ray_gpus_per_task: float | None = None,
+    ray_storage: str = "shared",
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem
     from human3d.config import config_to_toml, resolve_device, set_config_value
+    from human3d.executors import ExecutorSettings, ReconstructTask
     from human3d.io.atomic import check_writable_folder
     from human3d.io.meshes import FORMATS, check_output_path, format_from_path
     from human3d.pipeline import Reconstructor, resolve_environment
@@ -127,6 +141,10 @@ def run_reconstruct(
         raise UsageError("no input given: name image files, folders or globs (or use --print-config)")
     # every option is checked (and what `auto` becomes resolved) before any input is touched
     resolve_environment(cfg, resolve_device(cfg.device))
+    spread = ExecutorSettings(executor=executor, jobs=jobs, ray_address=ray_address,
+                              ray_cpus_per_task=ray_cpus_per_task, ray_gpus_per_task=ray_gpus_per_task,
+                              storage=ray_storage)
+    spread.validate()
 
     expanded = expand_inputs(inputs)
     single = len(inputs) == 1 and len(expanded) == 1 and not Path(inputs[0]).is_dir()
@@ -180,8 +198,13 @@ def run_reconstruct(
                     "failed": f"failed: {item.error}"}[item.status]
             reporter.message(f"[{i + 1}/{len(outputs)}] {item.input}: {note}")
 
-        summary = run_batch(expanded, outputs, process, summary_path=summary_path, fmt=fmt, overwrite=overwrite,
-                            work_dir=work_dir, on_item=on_item, debug=debug)
+        if single or (spread.executor == "local" and spread.jobs == 1):
+            summary = run_batch(expanded, outputs, process, summary_path=summary_path, fmt=fmt,
+                                overwrite=overwrite, work_dir=work_dir, on_item=on_item, debug=debug)
+        else:  # other processes or machines: a picklable task; progress arrives as messages
+            summary = run_batch(expanded, outputs, ReconstructTask(cfg, overwrite), summary_path=summary_path,
+                                fmt=fmt, overwrite=overwrite, work_dir=work_dir, on_item=on_item, debug=debug,
+                                executor_settings=spread, on_message=reporter.message)
 
     if json_out:
         print(json.dumps(summary.to_dict(), indent=2))
