@@ -166,3 +166,20 @@ def test_ray_batch_survives_a_killed_worker(ray_cluster, photos, tmp_path):
     assert killed is not None, "no Ray worker was seen working on a photo"
     assert proc.returncode == 1, stderr[-3000:]
     _check_batch(out, photos)
+
+
+def test_ray_driver_storage_sends_results_back_to_the_driver(ray_cluster, photos, tmp_path):
+    few = tmp_path / "few"
+    few.mkdir()
+    for name in ("p0.png", "zz_bad.png"):
+        (few / name).write_bytes((photos / name).read_bytes())
+    out = tmp_path / "out"
+    r = _cli(str(few), "-o", str(out), "--executor", "ray", "--ray-address", ray_cluster, "--ray-storage", "driver",
+             *SET_ARGS, env=RAY_ENV)
+    assert r.returncode == 1, r.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    by_name = {Path(it["input"]).name: it for it in summary["items"]}
+    assert by_name["p0.png"]["status"] == "ok" and by_name["p0.png"]["input"] == str(few / "p0.png")
+    assert by_name["p0.png"]["output"] == str(out / "p0.glb") and len(trimesh.load(out / "p0.glb").geometry) == 1
+    assert by_name["zz_bad.png"]["status"] == "failed"
+    assert sorted(p.name for p in out.iterdir()) == [".human3d-batch", "p0.glb", "summary.json"]
