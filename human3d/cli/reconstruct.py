@@ -57,7 +57,7 @@ def run_reconstruct(
     unet: Path | None, allow_pickle: bool, height: float | None, mv_dtype: str = "auto", mv_masks: str = "auto",
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem
-    from human3d.config import preset_config, resolve_device
+    from human3d.config import preset_config, resolve_device, validate_config
     from human3d.io.atomic import check_writable_folder
     from human3d.io.meshes import FORMATS, check_output_path, format_from_path
     from human3d.pipeline import Reconstructor, resolve_environment
@@ -81,8 +81,7 @@ def run_reconstruct(
     cfg.multiview.unet_path = str(unet) if unet else None
     cfg.multiview.allow_pickle = allow_pickle
     cfg.multiview.dtype, cfg.multiview.mask_method = mv_dtype, mv_masks
-    # every option is checked (and what `auto` becomes resolved) before any input is touched
-    resolve_environment(cfg, resolve_device(device))
+    validate_config(cfg)
 
     expanded = expand_inputs(inputs)
     single = len(inputs) == 1 and len(expanded) == 1 and not Path(inputs[0]).is_dir()
@@ -121,6 +120,8 @@ def run_reconstruct(
     if work_dir is not None:
         check_writable_folder(work_dir)
     cfg.export.format = fmt
+    # names of backends, devices and the weights they need: resolved (what `auto` becomes) before any stage runs
+    resolve_environment(cfg, resolve_device(device))
 
     with ProgressReporter(quiet=quiet, verbose=verbose) as reporter:
         def process(src: Path, dst: Path, item_work: Path | None):

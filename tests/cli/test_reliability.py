@@ -352,3 +352,28 @@ def test_resolved_multiview_backend_and_smplx_files_are_in_the_key(tmp_path, mon
     after = resolve_environment(cfg, "cpu")
     assert after["body"]["smplx_files"]["files"][0][:2] == ("SMPLX_NEUTRAL.npz", 5)
     assert after["segment"] == before["segment"]
+
+
+def test_a_pickle_refused_under_allow_pickle_is_not_told_to_download_again(tmp_path):
+    import json
+    import pickle
+
+    import torch
+
+    from human3d.errors import MissingWeightsError
+    from human3d.multiview.loading import load_component
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    (vae / "config.json").write_text(json.dumps({
+        "_class_name": "AutoencoderKL", "down_block_types": ["DownEncoderBlock2D"],
+        "up_block_types": ["UpDecoderBlock2D"], "block_out_channels": [8], "norm_num_groups": 4}))
+    torch.save({"x": Payload()}, vae / "diffusion_pytorch_model.bin", pickle_module=pickle)
+    with pytest.raises(MissingWeightsError) as err:
+        load_component("vae", vae, allow_pickle=True)
+    assert "refuses even with --allow-pickle" in str(err.value) and "download them again" not in str(err.value)
+    assert not (tmp_path / "ran").exists()
