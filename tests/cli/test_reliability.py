@@ -377,3 +377,13 @@ def test_a_pickle_refused_under_allow_pickle_is_not_told_to_download_again(tmp_p
         load_component("vae", vae, allow_pickle=True)
     assert "refuses even with --allow-pickle" in str(err.value) and "download them again" not in str(err.value)
     assert not (tmp_path / "ran").exists()
+
+
+def test_weights_verify_refuses_smplx_pickles_that_loading_never_reads(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HUMAN3D_WEIGHTS", raising=False)
+    (tmp_path / "w" / "smplx").mkdir(parents=True)
+    (tmp_path / "w" / "smplx" / "SMPLX_NEUTRAL.pkl").write_bytes(b"pickle")
+    for extra in ([], ["--allow-pickle"]):
+        r = runner.invoke(app, ["weights", "verify", "smplx", "--weights-dir", str(tmp_path / "w"), *extra])
+        assert r.exit_code == 4 and "SMPLX_NEUTRAL.pkl is a pickle, which human3d never reads" in r.stderr
