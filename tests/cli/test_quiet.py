@@ -72,3 +72,34 @@ def test_success_with_quiet_prints_nothing(photos):
     assert r.returncode == 0, r.stderr
     assert r.stderr == "" and r.stdout == ""
     assert (photos / "q.glb").is_file()
+
+
+def test_live_progress_on_a_terminal_gets_no_foreign_lines(photos):
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM") and not k.startswith("GLOG")}
+    env.update(PYTHONPATH=str(REPO), TERM="xterm", COLUMNS="100")
+    proc = subprocess.Popen([sys.executable, str(photos / "run.py"), "reconstruct", "person.png", "-o", "t.glb",
+                             "--segmenter", "mediapipe"], cwd=photos, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    screen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0
+    text = screen.decode("utf-8", "replace")
+    assert "\x1b[" in text  # the live display ran (cursor control), not the plain lines
+    assert "segment person" in text and "wrote t.glb" in text
+    assert not any(word in text for word in FOREIGN), text
