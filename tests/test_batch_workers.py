@@ -99,6 +99,8 @@ def test_a_killed_batch_is_taken_over_and_the_batch_completes(tmp_path):
         if len(mine) >= 3 and mine[-1][0] == "start":
             break
         time.sleep(0.02)
+    else:
+        raise AssertionError(f"the victim never started a second item: {lines}")
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_item = mine[-1][1]
