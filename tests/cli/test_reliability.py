@@ -149,7 +149,7 @@ def test_render_outputs_never_replace_the_mesh_or_its_texture(tmp_path):
     (["--max-megapixels", "nan"], "--max-megapixels nan must be a positive number"),
     (["--max-megapixels", "0"], "--max-megapixels 0.0"),
     (["--max-megapixels", "inf"], "--max-megapixels inf"),
-    (["--mv-backend", "nope"], "unknown multi-view backend 'nope'"),
+    (["--mv-backend", "nope"], "--mv-backend 'nope' is not known"),
     (["--body-model", "nope"], "--body-model 'nope' is not known"),
     (["--segmenter", "nope"], "--segmenter 'nope' is not known"),
     (["--mv-dtype", "float8"], "--mv-dtype 'float8' is not known"),
