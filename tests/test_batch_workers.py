@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from human3d.batch import BATCH_DIR, ItemOutcome, claim_input, claim_is_stale, rebuild_summary, write_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,3 +145,49 @@ def test_summary_is_rebuilt_from_every_record(tmp_path):
     data = json.loads((tmp_path / "summary.json").read_text())
     assert [i["input"] for i in data["items"]] == ["a.png", "b.png"] and s.exit_code == data["exit_code"] == 1
     assert data["counts"]["ok"] == 1 and data["finished"] is not None
+
+
+CLI_WORKER = r"""
+import sys, time
+sys.path.insert(0, {repo!r})
+from human3d import pipeline
+from human3d.pipeline import StageSpec
+from human3d.types import TexturedMesh
+
+def sphere(image, cfg, ctx):  # the real load stage, then a small mesh standing in for the rest
+    from tests.meshdata import textured_sphere
+    time.sleep(0.5)
+    return textured_sphere(subdivisions=1, texture_size=8)
+
+pipeline.STAGES = (pipeline.STAGES[0],
+                   StageSpec("texture", "__main__:sphere", ("load",), "texture", TexturedMesh, "texture"))
+from human3d.cli import main
+sys.argv = ["human3d", *sys.argv[1:]]
+main()
+"""
+
+
+def test_two_cli_batches_at_once_agree_on_the_summary(tmp_path):
+    from PIL import Image
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(inp / f"p{i}.png")
+    (inp / "broken.png").write_bytes(b"not a png")
+    script = tmp_path / "cli.py"
+    script.write_text(CLI_WORKER.format(repo=str(REPO)))
+    env = {**os.environ, "NO_COLOR": "1"}
+    procs = [subprocess.Popen([sys.executable, str(script), "reconstruct", str(inp), "-o", str(out), "--json"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(Path(i["input"]).name for i in summary["items"]) == sorted(p.name for p in inp.iterdir())
+    assert summary["counts"] == {"ok": 4, "failed": 1, "skipped": 0, "pending": 0} and summary["exit_code"] == 1
+    assert [code for code, _, _ in results] == [1, 1], results
+    workers = {i["worker"] for i in summary["items"]}
+    assert len(workers) == 2  # the work was split
+    for _, stdout, _ in results:  # each batch's own --json agrees with the folder's summary
+        mine = {i["input"]: i["status"] for i in json.loads(stdout)["items"]}
+        assert mine == {i["input"]: i["status"] for i in summary["items"]}

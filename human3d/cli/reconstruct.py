@@ -56,7 +56,7 @@ def run_reconstruct(
     max_megapixels: float | None, mask: Path | None, segmenter: str, body_model: str, mv_backend: str,
     unet: Path | None, allow_pickle: bool, height: float | None, mv_dtype: str = "auto", mv_masks: str = "auto",
 ) -> None:
-    from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem
+    from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem, worker_id
     from human3d.config import preset_config, resolve_device, validate_config
     from human3d.io.atomic import check_writable_folder
     from human3d.io.meshes import FORMATS, check_output_path, format_from_path
@@ -135,6 +135,8 @@ def run_reconstruct(
                 return
             note = {"ok": f"-> {item.output} ({item.seconds:.1f} s)", "skipped": f"skipped: {item.error}",
                     "failed": f"failed: {item.error}"}[item.status]
+            if item.worker and item.worker != worker_id():
+                note += f" (by worker {item.worker})"
             reporter.message(f"[{i + 1}/{len(outputs)}] {item.input}: {note}")
 
         summary = run_batch(expanded, outputs, process, summary_path=summary_path, fmt=fmt, overwrite=overwrite,
