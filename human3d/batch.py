@@ -20,6 +20,15 @@ all in ``<output folder>/.human3d-batch/``:
 A worker skips outputs whose record was written since it started (by anyone) or that are done (record ``ok`` and
 the file present, unless ``overwrite``); it waits for outputs claimed by live workers, taking them over if those
 die, so that when any worker exits, every input of its list has a record.
+
+Another executor (threads, Ray tasks on other machines) follows the same steps for each input::
+
+    claim = claim_input(batch_dir, dst.name, {"input": str(src), "output": str(dst)})
+    if claim is not None:              # None: a live worker has it (wait, or move on)
+        with claim:                    # released on exit, also on errors
+            outcome = ...              # compute; an ItemOutcome with its status
+            write_record(batch_dir, dst.name, outcome)
+        rebuild_summary(summary_path, batch_dir)
 """
 
 from __future__ import annotations

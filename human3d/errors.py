@@ -6,8 +6,8 @@ Exit codes (also listed in README.md):
 |---|---|
 | 0 | success (a batch: every input succeeded) |
 | 1 | a batch finished but some inputs failed (see summary.json) |
-| 2 | usage error: bad option, missing argument, output exists without ``--overwrite`` |
-| 3 | bad input: not an image, corrupt, too small, too large, no person found |
+| 2 | usage error: bad option, missing argument, output exists without ``--overwrite``, an output that would replace an input, an output folder that cannot be written |
+| 3 | bad input: not an image, unreadable, corrupt, too small, too large, no person found; a mesh that cannot be rendered |
 | 4 | missing weights, backend or stage: install or place what the message names |
 | 5 | internal error: a bug; rerun with ``--debug`` and report the traceback |
 """

@@ -123,6 +123,7 @@ def resolve_environment(config: ReconstructConfig, device: str) -> dict[str, dic
     from human3d.body.models import MODEL_CHOICES
     from human3d.config import validate_config
     from human3d.errors import UsageError
+    from human3d.multiview import BACKENDS as MV_BACKENDS
     from human3d.multiview import choose_backend as choose_mv
     from human3d.render import RENDERERS
     from human3d.segment.person import BACKENDS as SEGMENTERS
@@ -131,6 +132,7 @@ def resolve_environment(config: ReconstructConfig, device: str) -> dict[str, dic
     wdir = Path(config.weights_dir) if config.weights_dir else None
     seg, body, mv = config.segment, config.body, config.multiview
     choices = [("--segmenter", seg.backend, ("auto",) + SEGMENTERS), ("--body-model", body.model, MODEL_CHOICES),
+               ("--mv-backend", mv.backend, MV_BACKENDS),
                ("--mv-dtype", mv.dtype, ("auto", "float32", "float16", "bfloat16")),
                ("--mv-masks", mv.mask_method, ("auto", "normals", "rembg")),
                ("carve.renderer", config.carve.renderer, RENDERERS),

@@ -31,6 +31,8 @@ class Asset:
     instructions: str = ""
     any_of: tuple[tuple[str, ...], ...] = ()
     """Groups of alternative files: at least one of each group must be present (e.g. safetensors or bin)."""
+    pickle_loadable: bool = True
+    """Whether ``--allow-pickle`` lets its pickle files load (False: human3d never reads them)."""
 
 
 ASSETS: dict[str, Asset] = {
@@ -74,6 +76,7 @@ ASSETS: dict[str, Asset] = {
             licence="SMPL-X Model License: non-commercial research use; registration required",
             source="https://smpl-x.is.tue.mpg.de (register, accept the licence, download 'SMPL-X v1.1 (NPZ+PKL)')",
             downloadable=False,
+            pickle_loadable=False,
             instructions="register at https://smpl-x.is.tue.mpg.de, download the SMPL-X model (npz) and put "
                          "SMPLX_NEUTRAL.npz (and optionally SMPLX_MALE.npz, SMPLX_FEMALE.npz) into {path}",
         ),
@@ -235,12 +238,17 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 def pickle_problems(asset: Asset, folder: Path, allow_pickle: bool = False) -> list[str]:
     """The rule loading applies: a part of ``asset`` present only as pickle files needs ``--allow-pickle``."""
-    if allow_pickle:
+    if allow_pickle and asset.pickle_loadable:
         return []
     problems = []
     for group in asset.any_of:
         present = [f for f in group if (folder / f).is_file()]
         if present and all(f.endswith(PICKLE_SUFFIXES) for f in present):
+            if not asset.pickle_loadable:
+                alternatives = ", ".join(f for f in group if not f.endswith(PICKLE_SUFFIXES))
+                problems.append(f"{folder / present[0]} is a pickle, which human3d never reads (it can execute "
+                                f"code); put one of {alternatives} into {folder}")
+                continue
             problems.append(f"{folder / present[0]} is a pickle checkpoint (it can execute code) and none of its "
                             "safetensors alternatives is present: it needs --allow-pickle (only if you trust its "
                             "source), or convert it to safetensors")

@@ -116,8 +116,8 @@ def run_reconstruct(
     ray_address: str | None = None, ray_cpus_per_task: float | None = None, ray_gpus_per_task: float | None = None,
     ray_storage: str = "shared",
 ) -> None:
-    from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem
-    from human3d.config import config_to_toml, resolve_device, set_config_value
+    from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem, worker_id
+    from human3d.config import config_to_toml, resolve_device, set_config_value, validate_config
     from human3d.executors import ExecutorSettings, ReconstructTask
     from human3d.io.atomic import check_writable_folder
     from human3d.io.meshes import FORMATS, check_output_path, format_from_path
@@ -139,8 +139,7 @@ def run_reconstruct(
         return
     if not inputs:
         raise UsageError("no input given: name image files, folders or globs (or use --print-config)")
-    # every option is checked (and what `auto` becomes resolved) before any input is touched
-    resolve_environment(cfg, resolve_device(cfg.device))
+    validate_config(cfg)
     spread = ExecutorSettings(executor=executor, jobs=jobs, ray_address=ray_address,
                               ray_cpus_per_task=ray_cpus_per_task, ray_gpus_per_task=ray_gpus_per_task,
                               storage=ray_storage)
@@ -183,6 +182,8 @@ def run_reconstruct(
     if work_dir is not None:
         check_writable_folder(work_dir)
     cfg.export.format = fmt
+    # names of backends, devices and the weights they need: resolved (what `auto` becomes) before any stage runs
+    resolve_environment(cfg, resolve_device(cfg.device))
 
     with ProgressReporter(quiet=quiet, verbose=verbose) as reporter:
         def process(src: Path, dst: Path, item_work: Path | None):
@@ -196,6 +197,8 @@ def run_reconstruct(
                 return
             note = {"ok": f"-> {item.output} ({item.seconds:.1f} s)", "skipped": f"skipped: {item.error}",
                     "failed": f"failed: {item.error}"}[item.status]
+            if item.worker and item.worker != worker_id():
+                note += f" (by worker {item.worker})"
             reporter.message(f"[{i + 1}/{len(outputs)}] {item.input}: {note}")
 
         if single or (spread.executor == "local" and spread.jobs == 1):

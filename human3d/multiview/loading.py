@@ -162,7 +162,12 @@ def load_component(name: str, folder: Path, allow_pickle: bool = False, torch_dt
 
 def _load_error(path: Path, err: BaseException) -> MissingWeightsError:
     """A file that did not load: a pickle the weights-only unpickler refused is not fixed by downloading again."""
-    if ".safetensors" not in path.name and path.suffix != ".json" and "weights_only" in str(err) + repr(err.__cause__):
+    chain, e = [], err
+    while e is not None and len(chain) < 10:  # diffusers re-raises the unpickler's refusal as a plain OSError
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    refused = any(isinstance(c, pickle.UnpicklingError) or "Weights only load failed" in str(c) for c in chain)
+    if ".safetensors" not in path.name and path.suffix != ".json" and refused:
         return MissingWeightsError(
             f"{path} holds Python objects besides tensors, which the weights-only loader refuses even with "
             f"--allow-pickle (it could run code); use a safetensors file from a source you trust ({_first_line(err)})")

@@ -149,7 +149,7 @@ def test_render_outputs_never_replace_the_mesh_or_its_texture(tmp_path):
     (["--max-megapixels", "nan"], "--max-megapixels nan must be a positive number"),
     (["--max-megapixels", "0"], "--max-megapixels 0.0"),
     (["--max-megapixels", "inf"], "--max-megapixels inf"),
-    (["--mv-backend", "nope"], "unknown multi-view backend 'nope'"),
+    (["--mv-backend", "nope"], "--mv-backend 'nope' is not known"),
     (["--body-model", "nope"], "--body-model 'nope' is not known"),
     (["--segmenter", "nope"], "--segmenter 'nope' is not known"),
     (["--mv-dtype", "float8"], "--mv-dtype 'float8' is not known"),
@@ -352,3 +352,38 @@ def test_resolved_multiview_backend_and_smplx_files_are_in_the_key(tmp_path, mon
     after = resolve_environment(cfg, "cpu")
     assert after["body"]["smplx_files"]["files"][0][:2] == ("SMPLX_NEUTRAL.npz", 5)
     assert after["segment"] == before["segment"]
+
+
+def test_a_pickle_refused_under_allow_pickle_is_not_told_to_download_again(tmp_path):
+    import json
+    import pickle
+
+    import torch
+
+    from human3d.errors import MissingWeightsError
+    from human3d.multiview.loading import load_component
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    vae = tmp_path / "vae"
+    vae.mkdir()
+    (vae / "config.json").write_text(json.dumps({
+        "_class_name": "AutoencoderKL", "down_block_types": ["DownEncoderBlock2D"],
+        "up_block_types": ["UpDecoderBlock2D"], "block_out_channels": [8], "norm_num_groups": 4}))
+    torch.save({"x": Payload()}, vae / "diffusion_pytorch_model.bin", pickle_module=pickle)
+    with pytest.raises(MissingWeightsError) as err:
+        load_component("vae", vae, allow_pickle=True)
+    assert "refuses even with --allow-pickle" in str(err.value) and "download them again" not in str(err.value)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_weights_verify_refuses_smplx_pickles_that_loading_never_reads(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HUMAN3D_WEIGHTS", raising=False)
+    (tmp_path / "w" / "smplx").mkdir(parents=True)
+    (tmp_path / "w" / "smplx" / "SMPLX_NEUTRAL.pkl").write_bytes(b"pickle")
+    for extra in ([], ["--allow-pickle"]):
+        r = runner.invoke(app, ["weights", "verify", "smplx", "--weights-dir", str(tmp_path / "w"), *extra])
+        assert r.exit_code == 4 and "SMPLX_NEUTRAL.pkl is a pickle, which human3d never reads" in r.stderr
