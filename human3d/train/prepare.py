@@ -156,6 +156,12 @@ def prepare_skel_data(scans: str | Path, out: str | Path, cameras: Sequence[Orth
 
     pairs = find_scans(scans)
     out = Path(out)
+    views = {"views": [c.name for c in cameras], "azimuths": [c.azimuth_deg for c in cameras],
+             "resolution": int(cameras[0].resolution)}
+    record = out / "views.json"
+    if record.is_file() and not overwrite and json.loads(record.read_text()) != views:
+        raise UsageError(f"{out} holds renders of other views ({record.read_text().strip()}); render with the same "
+                         "--views/--resolution, choose another folder or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     rasterizer = get_rasterizer(renderer, device)
     models: dict[str, Any] = {}
@@ -182,7 +188,5 @@ def prepare_skel_data(scans: str | Path, out: str | Path, cameras: Sequence[Orth
                                 joint_names=np.asarray(SKELETON_JOINTS))
         tmp.replace(dst)
         written.append(dst)
-    views = {"views": [c.name for c in cameras], "azimuths": [c.azimuth_deg for c in cameras],
-             "resolution": int(cameras[0].resolution)}
-    (out / "views.json").write_text(json.dumps(views, indent=2))
+    record.write_text(json.dumps(views, indent=2))
     return written
