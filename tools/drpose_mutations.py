@@ -39,6 +39,10 @@ MUTATIONS: dict[str, tuple[str, str, str]] = {
         "            kl = kl + ((out - refs[t]) ** 2).mean()\n",
         "            kl = kl + ((model_epsilon(out, x, alpha, sigma, prediction)"
         " - model_epsilon(refs[t], x_in, alpha, sigma, prediction)) ** 2).mean()\n"),
+    "kl_leak_same_value": (
+        "L_KL with the same value but a gradient path through the live x_t into earlier steps",
+        "            kl = kl + ((out - refs[t]) ** 2).mean()\n",
+        "            kl = kl + ((out - refs[t] + sigma * (x - x_in) / alpha) ** 2).mean()\n"),
     "kl_alpha_squared": (
         "L_KL on eps_hat from the detached x_t: no leak, but alpha_t^2-weighted for v-prediction",
         "            kl = kl + ((out - refs[t]) ** 2).mean()\n",

@@ -123,11 +123,14 @@ def test_gradients_reach_exactly_the_training_outputs(prediction, guidance, sche
     assert float(terms.reward.detach()) == pytest.approx(float(r_hand), abs=1e-5)
 
     # reward gradient at each training output: the coefficient derived by hand times d r / d x0_hat
+    assert terms.reward.requires_grad, "the reward carries no gradient at all"
     leaf = terms.x0.detach().requires_grad_(True)
     (g,) = torch.autograd.grad(reward(split_view_latents(leaf, views), target)[0], leaf)
     steps = sorted(terms.outputs, reverse=True)
-    grads = torch.autograd.grad(terms.reward, [terms.outputs[t] for t in steps], retain_graph=True)
+    grads = torch.autograd.grad(terms.reward, [terms.outputs[t] for t in steps], retain_graph=True,
+                                allow_unused=True)
     for t, got in zip(steps, grads):
+        assert got is not None, f"the reward does not reach the output at training step {t}"
         a, s = _levels(pipe.scheduler, t)
         coef = -s / a if t == t_min else (lambda ap, sp: sp / ap - s / a)(*_levels(pipe.scheduler, t - 1))
         d_eps = a if prediction == "v_prediction" else 1.0
