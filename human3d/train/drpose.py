@@ -413,7 +413,8 @@ def train_drpose(
     dataset: :class:`human3d.train.data.PoseImageDataset` items; g_skel: a trained
     :class:`~human3d.train.skel_predictor.SkeletalImagePredictor` for the pipeline's body views. ``output_dir``
     holds ``unet/`` (the result), ``checkpoint/`` (resumable; a rerun with the same folder continues), ``log.csv``
-    (per update: loss, reward, KL, t_min, training steps) and ``train_config.json``.
+    (per update: loss, reward, KL, then per sample t_min, the drawn training steps and how many of them ran with
+    gradients) and ``train_config.json`` (with the sigma read from g_skel).
     """
     from human3d.train.posescore import load_skeleton_distance
 
