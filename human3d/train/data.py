@@ -11,7 +11,8 @@ the framed image, +Y up, the subject facing +Z), named by SMPL-X (or Anny) joint
   colour image (4), scaled by the VAE's scaling factor, views in the diffusion model's order and convention (the
   ``flipped_views`` mirrored, as the model predicts them);
 * or ``normals`` and ``colors`` (V, R, R, 3) uint8: the renders of the body views (DESIGN.md §3, white background,
-  *not* mirrored); :func:`encode_render_folder` turns them into ``latents`` with the pipeline's VAE.
+  *not* mirrored), as ``human3d train prepare-skel`` writes them from scans (:mod:`human3d.train.prepare`);
+  :func:`encode_render_folder` turns them into ``latents`` with the pipeline's VAE.
 
 **DRPose dataset** (``human3d train drpose --data DIR``): per sample ``NAME.png`` (the framed cutout: the person on
 white in the canonical canvas, square; any size, resized to the model's) and ``NAME.json``::

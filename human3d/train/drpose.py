@@ -1,26 +1,39 @@
-"""DRPose direct reward fine-tuning of the multi-view UNet (DRPose Algorithm 1, after DRTune).
+"""DRPose direct reward fine-tuning of the multi-view UNet (DRPose Algorithm 1 and Eq. 1, after DRTune).
 
-One sample's step (:func:`drpose_loss`), the loop index t counting DDIM steps T..1:
+One sample's trajectory (:func:`drpose_loss`), the loop index t counting DDIM steps T..1:
 
-1. draw the training steps ``t_train`` (K of them, spaced floor(T/K) apart, random offset) and the early stop
-   ``t_min`` in [1, m];
-2. from x_T ~ N(0, I), for t = T..1: the UNet sees ``stop_grad(x_t)``; at steps outside ``t_train`` its output is
-   computed without a graph (stop_grad), at training steps with one, and there the frozen initial UNet's output is
-   compared: L_KL += mean((eps_hat - eps_hat_0)^2); x0_hat = (x_t - sigma_t eps_hat) / alpha_t; at t = t_min stop;
-   else x_{t-1} = alpha_{t-1} x0_hat + sigma_{t-1} eps_hat (deterministic DDIM). x_t itself is not detached in these
-   updates, so the reward's gradient reaches the UNet only through the outputs at ``t_train``, carried along the
-   (linear) DDIM updates and never through the UNet's input;
-3. L = (1 - r(x0_hat, theta)) + w_KL L_KL with r the PoseScore (:mod:`human3d.train.posescore`).
+1. the schedule (:func:`sample_schedule`): K training steps ``t_train`` spaced floor(T/K) apart from a random offset
+   s, and the early stop ``t_min`` in [1, m];
+2. from x_T ~ N(0, I), for t = T..t_min: the UNet sees ``stop_grad(x_t)``; its (guided) output is computed without a
+   graph at steps outside ``t_train`` and with one at the training steps, where the frozen initial UNet is run on
+   the same input. eps_hat = eps_w(stop_grad(x_t)) is the model's noise prediction (for a v-prediction model
+   sigma_t stop_grad(x_t) + alpha_t v, for a sample-prediction model likewise from stop_grad(x_t)), so eps_hat
+   carries gradients only where the UNet was run with a graph; x0_hat = (x_t - sigma_t eps_hat) / alpha_t with the
+   *live* x_t; at t = t_min stop, else x_{t-1} = alpha_{t-1} x0_hat + sigma_{t-1} eps_hat (deterministic DDIM).
+   The reward's gradient reaches the UNet only through the outputs at the training steps, carried along these
+   linear updates (never through the UNet's input);
+3. L = (1 - r(x0_hat, theta)) + w_KL L_KL, r the PoseScore (:mod:`human3d.train.posescore`) of x0_hat at t_min.
 
-``alpha_t, sigma_t`` are sqrt(abar), sqrt(1 - abar) of the scheduler's timestep for step t; a v-prediction model's
-output v is turned into eps_hat = sigma x_t + alpha v, x0_hat = alpha x_t - sigma v (the same DDIM step).
+**L_KL** (paper: E||eps_hat - eps_hat_0||, "estimated with mean squared error"): the sum over the training steps that
+ran of mean((out - out_0)^2), out / out_0 the tuned and the frozen UNet's guided outputs on the same stop_grad(x_t).
+Both see only the detached input, so L_KL's gradient reaches the UNet at that step and no earlier step. For an
+epsilon-prediction model this is exactly the paper's MSE of the eps_hat; for v-prediction it is the MSE of v (the
+eps_hat difference would be alpha_t (v - v_0), an alpha_t^2 weighting the paper does not have).
 
-The paper's offset ``s = randint(1, T - K floor(T/K))`` is empty for T = 20, K = 2, and its training steps could lie
-below the early stop and never run. Here ``s`` is drawn from [t_min, T - (K-1) floor(T/K)], keeping the spacing
-floor(T/K), so every iteration has exactly K gradient-bearing steps (requires m <= T - (K-1) floor(T/K)).
+**Guidance**: sampled as at inference (default scale 3.0, PSHuman's and the paper's inference value): one UNet call
+per step on [normal-uncond, normal-cond, colour-uncond, colour-cond] (the pipeline's own ``predict_noise``), 4 x 6
+body views = the paper's 24 images (28 with PSHuman's face view); both the trajectory and L_KL use the guided output.
 
-Samples of a batch are denoised one after another (the UNet's multi-view batch layout holds one image per call
-with guidance) and their gradients summed; the UNet has no batch statistics, so this equals a batched step.
+**Schedule**: the paper's s = randint(1, T - K floor(T/K)) is empty for its own T = 20, K = 2. We read it as
+s = randint(1, T - (K-1) floor(T/K)) (the largest range with every training step <= T; = floor(T/K) when K divides
+T), drawn uniformly and independently of t_min = randint(1, m), as in Algorithm 1; training steps below t_min are
+never reached (the loop breaks at t_min) and are skipped. For T = 20, K = 2, m = 8: s is uniform on 1..10, so every
+step 1..20 is a training step with probability 1/10; the lower step s is skipped when s < t_min, P = 28/80 = 35%,
+so 65% of trajectories have 2 gradient-bearing steps and 35% have 1 (mean 1.65). A trajectory with no training step
+left (possible only when m > 1 + (K-1) floor(T/K)) contributes its reward to the log but no gradient.
+
+Samples of a batch are denoised one after another (the UNet's multi-view batch layout holds one image per call)
+and their gradients summed; the UNet has no batch statistics, so this equals a batched step.
 """
 
 from __future__ import annotations
@@ -47,7 +60,7 @@ from human3d.train.skel_predictor import split_view_latents
 
 log = logging.getLogger("human3d")
 
-LOG_FIELDS = ("step", "loss", "reward", "kl", "t_min", "t_train")
+LOG_FIELDS = ("step", "loss", "reward", "kl", "t_min", "t_train", "grad_steps")
 
 
 @dataclass
@@ -70,14 +83,14 @@ class DRPoseConfig:
     """m: t_min is drawn from [1, m]."""
     kl_weight: float = 0.01
     """w_KL."""
-    guidance_scale: float = 1.0
-    """Classifier-free guidance while sampling in training (1.0: none; 3.0 doubles the UNet batch)."""
+    guidance_scale: float = 3.0
+    """Classifier-free guidance while sampling in training, as at inference (3.0; 1.0: none, half the UNet batch)."""
     noise_level: int = 0
     """unCLIP noise level of the image embeddings (as at inference)."""
     lora_rank: int = 0
     """0: fine-tune every UNet weight; > 0: train LoRA adapters of this rank on the attention projections (peft)."""
     lora_alpha: float | None = None
-    """LoRA scale numerator (default: the rank)."""
+    """LoRA scale numerator: adapters are scaled by alpha / rank (None: the rank, scale 1; not in the paper)."""
     gradient_checkpointing: bool = True
     """Recompute UNet activations in the backward pass (less memory, ~30% more time)."""
     mixed_precision: str = "auto"
@@ -88,8 +101,8 @@ class DRPoseConfig:
     """PoseScore distance BCE + LPIPS as the paper (needs the 'lpips' weights); False: BCE only."""
     lpips_weights: str | None = None
     """Folder with the LPIPS files (default: the 'lpips' asset)."""
-    sigma: float = 1.0
-    """Line width of R(J(theta)) in latent pixels; must match g_skel's training."""
+    sigma: float | None = None
+    """Line width of R(J(theta)) in latent pixels (None: the one stored with g_skel; another value is refused)."""
     seed: int = 0
     """Noise, step sampling and sample order are drawn from (seed, iteration): a resumed run continues identically."""
     save_every: int = 250
@@ -100,23 +113,48 @@ class DRPoseConfig:
 
 @dataclass
 class StepInfo:
-    """What one sample's trajectory did: the training steps, the early stop, the steps run (T..t_min)."""
+    """What one sample's trajectory did: the drawn training steps, the early stop, the steps run (T..t_min) and
+    the training steps among them (the gradient-bearing UNet calls)."""
 
     t_train: tuple[int, ...]
     t_min: int
     steps_run: list[int]
+    grad_steps: list[int]
+
+
+@dataclass
+class DRPoseTerms:
+    """One sample's loss and its parts, all still attached to the graph.
+
+    loss = (1 - reward) + w_KL kl; x0: (2V, 4, h, w) x0_hat at t_min, the latents the reward read; outputs: the
+    tuned UNet's guided outputs (2V, 4, h, w) at the gradient-bearing steps, by step t; reference: the frozen UNet's
+    at the same steps.
+    """
+
+    loss: torch.Tensor
+    reward: torch.Tensor
+    kl: torch.Tensor
+    x0: torch.Tensor
+    outputs: dict[int, torch.Tensor]
+    reference: dict[int, torch.Tensor]
+    info: StepInfo
+
+
+def schedule_bounds(num_steps: int, train_steps: int, max_early_stop: int) -> tuple[int, int]:
+    """(spacing floor(T/K), largest offset T - (K-1) floor(T/K)); UsageError for impossible T, K, m."""
+    if train_steps < 1 or num_steps < train_steps or not 1 <= max_early_stop <= num_steps:
+        raise UsageError(f"need 1 <= K <= T and 1 <= m <= T; got T={num_steps}, K={train_steps}, m={max_early_stop}")
+    spacing = num_steps // train_steps
+    return spacing, num_steps - (train_steps - 1) * spacing
 
 
 def sample_schedule(rng: random.Random, num_steps: int, train_steps: int, max_early_stop: int
                     ) -> tuple[tuple[int, ...], int]:
-    """(t_train, t_min): K steps spaced floor(T/K) apart with a random offset, all >= t_min; t_min in [1, m]."""
-    spacing = num_steps // train_steps
-    top = num_steps - (train_steps - 1) * spacing
-    if train_steps < 1 or spacing < 1 or not 1 <= max_early_stop <= top:
-        raise UsageError(f"need 1 <= K <= T and 1 <= m <= T - (K-1)*floor(T/K) (= {top}); got T={num_steps}, "
-                         f"K={train_steps}, m={max_early_stop}")
+    """(t_train, t_min) as Algorithm 1: s uniform on [1, T - (K-1) floor(T/K)], t_train = s + i floor(T/K) for
+    i < K, t_min uniform on [1, m], independently. Steps of t_train below t_min are skipped by the trajectory."""
+    spacing, top = schedule_bounds(num_steps, train_steps, max_early_stop)
+    s = rng.randint(1, top)
     t_min = rng.randint(1, max_early_stop)
-    s = rng.randint(t_min, top)
     return tuple(s + i * spacing for i in range(train_steps)), t_min
 
 
@@ -129,21 +167,21 @@ def _alphas(scheduler: Any, timesteps: torch.Tensor, t: int, num_steps: int) -> 
     return abar ** 0.5, (1.0 - abar) ** 0.5
 
 
-def _eps_x0(output: torch.Tensor, x: torch.Tensor, alpha: float, sigma: float, prediction: str
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model output at x_t -> (eps_hat, x0_hat) for the scheduler's prediction type."""
+def model_epsilon(output: torch.Tensor, x_in: torch.Tensor, alpha: float, sigma: float, prediction: str
+                  ) -> torch.Tensor:
+    """eps_hat = eps_w(stop_grad(x_t)): the model output at the detached input ``x_in`` as a noise prediction."""
     if prediction == "epsilon":
-        return output, (x - sigma * output) / alpha
+        return output
     if prediction == "v_prediction":
-        return sigma * x + alpha * output, alpha * x - sigma * output
+        return sigma * x_in + alpha * output
     if prediction == "sample":
-        return (x - alpha * output) / sigma, output
+        return (x_in - alpha * output) / sigma
     raise UsageError(f"the scheduler's prediction_type {prediction!r} is not supported by DRPose training")
 
 
 def _model_output(pipe: Any, unet: nn.Module, latents: torch.Tensor, t: torch.Tensor, cond: Any,
                   guidance_scale: float) -> torch.Tensor:
-    # the pipeline's own noise prediction (layout, guidance), run with the UNet given (trainable or frozen)
+    # the pipeline's own noise prediction (layout, CFG branches), run with the UNet given (trainable or frozen)
     view = SimpleNamespace(scheduler=pipe.scheduler, unet=unet)
     return type(pipe).predict_noise(view, latents, t, cond, guidance_scale).float()
 
@@ -157,54 +195,52 @@ def drpose_loss(
     target: torch.Tensor,
     reward_views: Sequence[int],
     cfg: DRPoseConfig,
-    rng: random.Random,
-    generator: torch.Generator,
-    autocast: contextlib.AbstractContextManager | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, StepInfo]:
-    """One sample of Algorithm 1 -> (loss, reward r, L_KL, info); call ``loss.backward()``.
+    schedule: tuple[Sequence[int], int],
+    noise: torch.Tensor,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> DRPoseTerms:
+    """One sample of Algorithm 1 -> :class:`DRPoseTerms`; call ``terms.loss.backward()`` when it requires grad.
 
-    pipe: a PSHumanMVPipeline (scheduler, its batch layout) whose UNet is ``unet``; reference(): a context giving
-    the frozen initial UNet; cond: ``pipe.encode_conditions`` of the sample; target: (1, V', 23, h, w) skeletal
-    images of the pose in the views ``reward_views``; rng / generator: the schedule and the initial noise.
+    pipe: a PSHumanMVPipeline (scheduler, batch layout); reference(): a context giving the frozen initial UNet;
+    cond: ``pipe.encode_conditions`` of the sample (guided iff ``cfg.guidance_scale != 1``); target:
+    (1, V', 23, h, w) skeletal images of the pose in ``reward_views``; schedule: (t_train, t_min) from
+    :func:`sample_schedule`; noise: x_T (2V, 4, h, w) before the scheduler's ``init_noise_sigma``.
     """
     scheduler = pipe.scheduler
     num = cfg.num_steps
     scheduler.set_timesteps(num, device=target.device)
     timesteps = scheduler.timesteps
     prediction = scheduler.config.prediction_type
-    t_train, t_min = sample_schedule(rng, num, cfg.train_steps, cfg.max_early_stop)
-    v = int(unet.config.num_views)
-    h = target.shape[-1]
-    shape = (2 * v, int(unet.config.out_channels), h, h)
-    x = torch.randn(shape, generator=generator).to(target.device) * scheduler.init_noise_sigma
+    t_train, t_min = tuple(schedule[0]), int(schedule[1])
+    x = noise.to(target.device) * scheduler.init_noise_sigma
     kl = torch.zeros((), device=target.device)
+    outputs: dict[int, torch.Tensor] = {}
+    refs: dict[int, torch.Tensor] = {}
     steps_run: list[int] = []
-    autocast = autocast or contextlib.nullcontext()
     x0 = x
     for t in range(num, 0, -1):
         steps_run.append(t)
         ts = timesteps[num - t]
         alpha, sigma = _alphas(scheduler, timesteps, t, num)
         x_in = x.detach()
-        if t in t_train:
-            with autocast:
-                out = _model_output(pipe, unet, x_in, ts, cond, cfg.guidance_scale)
-            with torch.no_grad(), reference() as ref, autocast:
-                out_ref = _model_output(pipe, ref, x_in, ts, cond, cfg.guidance_scale)
-            eps, x0 = _eps_x0(out, x, alpha, sigma, prediction)
-            eps_ref, _ = _eps_x0(out_ref, x_in, alpha, sigma, prediction)
-            kl = kl + ((eps - eps_ref) ** 2).mean()
-        else:
-            with torch.no_grad(), autocast:
-                out = _model_output(pipe, unet, x_in, ts, cond, cfg.guidance_scale)
-            eps, x0 = _eps_x0(out, x, alpha, sigma, prediction)
+        train = t in t_train
+        with (contextlib.nullcontext() if train else torch.no_grad()), autocast():
+            out = _model_output(pipe, unet, x_in, ts, cond, cfg.guidance_scale)
+        if train:
+            with torch.no_grad(), reference() as ref, autocast():
+                refs[t] = _model_output(pipe, ref, x_in, ts, cond, cfg.guidance_scale)
+            outputs[t] = out
+            kl = kl + ((out - refs[t]) ** 2).mean()
+        eps = model_epsilon(out, x_in, alpha, sigma, prediction)
+        x0 = (x - sigma * eps) / alpha
         if t == t_min:
             break
         alpha_prev, sigma_prev = _alphas(scheduler, timesteps, t - 1, num)
         x = alpha_prev * x0 + sigma_prev * eps
     r = reward(split_view_latents(x0, reward_views), target)[0]
     loss = (1.0 - r) + cfg.kl_weight * kl
-    return loss, r.detach(), kl.detach(), StepInfo(t_train, t_min, steps_run)
+    info = StepInfo(t_train, t_min, steps_run, sorted(outputs, reverse=True))
+    return DRPoseTerms(loss, r, kl, x0, outputs, refs, info)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -219,6 +255,53 @@ def reward_views_of(pipe: Any) -> tuple[list[int], list[OrthoCamera], list[int]]
         raise UsageError(f"the multi-view model has no body views ({names}); PoseScore needs them")
     flipped = set(pipe.config.flipped_views)
     return idx, [camera_for_view(names[i]) for i in idx], [k for k, i in enumerate(idx) if i in flipped]
+
+
+def check_gskel(g_skel: nn.Module, pipe: Any, sigma: float | None) -> float:
+    """The skeleton line width PoseScore must use: the one g_skel was trained with (stored in its folder).
+
+    Refuses a g_skel trained for other views (names, azimuths, mirrored views) than the pipeline's body views, or a
+    ``sigma`` other than the stored one; returns the stored sigma.
+    """
+    cfg = g_skel.config
+    stored, names = getattr(cfg, "sigma", None), getattr(cfg, "view_names", None)
+    azimuths, flipped = getattr(cfg, "view_azimuths", None), getattr(cfg, "flipped_views", None)
+    if stored is None or names is None or azimuths is None or flipped is None:
+        raise UsageError("this g_skel folder does not record its skeleton sigma and cameras (an older version wrote "
+                         "it); retrain it with `human3d train skel`")
+    _, cameras, want_flipped = reward_views_of(pipe)
+    want = [(c.name, round(float(c.azimuth_deg), 4)) for c in cameras]
+    have = [(str(n), round(float(a), 4)) for n, a in zip(names, azimuths)]
+    if have != want or sorted(int(i) for i in flipped) != sorted(want_flipped):
+        raise UsageError(f"g_skel was trained for views {have} (mirrored {list(flipped)}) but the model's body views "
+                         f"are {want} (mirrored {want_flipped}); train g_skel with --views matching the model")
+    if sigma is not None and abs(float(sigma) - float(stored)) > 1e-6:
+        raise UsageError(f"--sigma {sigma} differs from the {stored} g_skel was trained with; omit --sigma or "
+                         "retrain g_skel with it")
+    return float(stored)
+
+
+def make_reference(unet: nn.Module) -> Callable[[], contextlib.AbstractContextManager[nn.Module]]:
+    """The frozen initial UNet as a context factory, in the tuned UNet's precision and mode (so L_KL = 0 before the
+    first update): with LoRA the base model with its adapters switched off, else a frozen copy made now."""
+    if getattr(unet, "peft_config", None):
+        @contextlib.contextmanager
+        def adapters_off():
+            unet.disable_adapters()
+            try:
+                yield unet
+            finally:
+                unet.enable_adapters()
+
+        return adapters_off
+    frozen = copy.deepcopy(unet).requires_grad_(False)
+    frozen.train(unet.training)
+    return lambda: contextlib.nullcontext(frozen)
+
+
+def _latent_shape(unet: nn.Module, latent_res: int) -> tuple[int, int, int, int]:
+    """x_T's shape: (2V, C, h, h), normal then colour latents of the UNet's V views."""
+    return 2 * int(unet.config.num_views), int(unet.config.out_channels), latent_res, latent_res
 
 
 def add_lora(unet: nn.Module, rank: int, alpha: float | None) -> None:
@@ -330,7 +413,8 @@ def train_drpose(
     dataset: :class:`human3d.train.data.PoseImageDataset` items; g_skel: a trained
     :class:`~human3d.train.skel_predictor.SkeletalImagePredictor` for the pipeline's body views. ``output_dir``
     holds ``unet/`` (the result), ``checkpoint/`` (resumable; a rerun with the same folder continues), ``log.csv``
-    (per update: loss, reward, KL, t_min, training steps) and ``train_config.json``.
+    (per update: loss, reward, KL, then per sample t_min, the drawn training steps and how many of them ran with
+    gradients) and ``train_config.json`` (with the sigma read from g_skel).
     """
     from human3d.train.posescore import load_skeleton_distance
 
@@ -340,14 +424,13 @@ def train_drpose(
     if len(dataset) == 0:
         raise UsageError("the DRPose dataset is empty; see human3d.train.data for its format")
     views, cameras, flipped = reward_views_of(pipe)
-    if g_skel.config.num_views != len(views):
-        raise UsageError(f"g_skel reads {g_skel.config.num_views} views but the model has {len(views)} body views; "
-                         "train g_skel for this model's views")
     precision = cfg.mixed_precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "no"
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" \
         else contextlib.nullcontext
+    sigma = check_gskel(g_skel, pipe, cfg.sigma)
+    schedule_bounds(cfg.num_steps, cfg.train_steps, cfg.max_early_stop)
 
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -355,25 +438,14 @@ def train_drpose(
     unet.train()
     if cfg.lora_rank > 0:
         add_lora(unet, cfg.lora_rank, cfg.lora_alpha)
-
-        @contextlib.contextmanager
-        def reference():  # the initial UNet is the base model with the adapters switched off
-            unet.disable_adapters()
-            try:
-                yield unet
-            finally:
-                unet.enable_adapters()
     else:
         unet.requires_grad_(True)
-        frozen = copy.deepcopy(unet).requires_grad_(False).eval()
-        if precision == "bf16":
-            frozen.to(torch.bfloat16)
-        reference = lambda: contextlib.nullcontext(frozen)  # noqa: E731
+    reference = make_reference(unet)
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     if distance is None:
         distance = load_skeleton_distance(cfg.use_lpips, cfg.lpips_weights)
-    reward = PoseScore(g_skel.to(device), distance.to(device), cameras, flipped, cfg.sigma)
+    reward = PoseScore(g_skel.to(device), distance.to(device), cameras, flipped, sigma)
     params = list(_trainable(unet).values())
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
 
@@ -381,7 +453,7 @@ def train_drpose(
     start = load_checkpoint(ckpt, unet, optimizer) if (ckpt / "state.json").is_file() else 0
     if start:
         log.info("resuming DRPose from update %d", start)
-    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "sigma": sigma}, indent=2, default=str))
     latent_res = pipe.default_resolution // pipe.vae_scale_factor
     per_update = cfg.batch_size * cfg.gradient_accumulation
     log_path = out / "log.csv"
@@ -400,19 +472,23 @@ def train_drpose(
                 sample = dataset[rng.randrange(len(dataset))]
                 cond = _conditions(pipe, sample, cfg, generator)
                 target = reward.targets(sample.joints[None].to(device), sample.joint_names, latent_res)
-                loss, r, kl, info = drpose_loss(pipe, unet, reference, reward, cond, target, views, cfg, rng,
-                                                generator, autocast())
-                (loss / per_update).backward()
-                totals["loss"] += float(loss.detach()) / per_update
-                totals["reward"] += float(r) / per_update
-                totals["kl"] += float(kl) / per_update
-                infos.append(info)
+                schedule = sample_schedule(rng, cfg.num_steps, cfg.train_steps, cfg.max_early_stop)
+                noise = torch.randn(_latent_shape(unet, latent_res), generator=generator)
+                terms = drpose_loss(pipe, unet, reference, reward, cond, target, views, cfg, schedule, noise,
+                                    autocast)
+                if terms.loss.requires_grad:  # no training step at or above t_min: nothing to learn from
+                    (terms.loss / per_update).backward()
+                totals["loss"] += float(terms.loss.detach()) / per_update
+                totals["reward"] += float(terms.reward.detach()) / per_update
+                totals["kl"] += float(terms.kl.detach()) / per_update
+                infos.append(terms.info)
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             writer.writerow([step, f"{totals['loss']:.6f}", f"{totals['reward']:.6f}", f"{totals['kl']:.8f}",
                              " ".join(str(i.t_min) for i in infos),
-                             " ".join("/".join(map(str, i.t_train)) for i in infos)])
+                             " ".join("/".join(map(str, i.t_train)) for i in infos),
+                             " ".join(str(len(i.grad_steps)) for i in infos)])
             fh.flush()
             if progress is not None:
                 progress(step, totals)
@@ -433,9 +509,9 @@ def _conditions(pipe: Any, sample: Any, cfg: DRPoseConfig, generator: torch.Gene
 
 @torch.no_grad()
 def evaluate_reward(pipe: Any, reward: PoseScore, samples: Sequence[Any], num_steps: int = 20, seed: int = 0,
-                    guidance_scale: float = 1.0) -> float:
-    """Mean PoseScore of full deterministic DDIM runs (t = T..1, fixed noise per sample): a reward that does not
-    depend on the training's random steps, for comparing a UNet before and after fine-tuning."""
+                    guidance_scale: float = 3.0) -> float:
+    """Mean PoseScore of full deterministic DDIM runs (t = T..1, fixed noise per sample, no training step): a
+    reward that does not depend on the training's random steps, for comparing a UNet before and after tuning."""
     views, _, _ = reward_views_of(pipe)
     device = next(pipe.unet.parameters()).device
     latent_res = pipe.default_resolution // pipe.vae_scale_factor
@@ -446,8 +522,8 @@ def evaluate_reward(pipe: Any, reward: PoseScore, samples: Sequence[Any], num_st
         generator = torch.Generator().manual_seed(seed + i)
         cond = _conditions(pipe, sample, cfg, generator)
         target = reward.targets(sample.joints[None].to(device), sample.joint_names, latent_res)
-        # t_min = 1 and one 'training' step: the full trajectory; the reference is the UNet itself (KL unused)
-        _, r, _, _ = drpose_loss(pipe, pipe.unet, lambda: contextlib.nullcontext(pipe.unet), reward, cond, target,
-                                 views, cfg, random.Random(0), generator)
-        total += float(r)
+        noise = torch.randn(_latent_shape(pipe.unet, latent_res), generator=generator)
+        terms = drpose_loss(pipe, pipe.unet, lambda: contextlib.nullcontext(pipe.unet), reward, cond, target,
+                            views, cfg, ((), 1), noise)
+        total += float(terms.reward)
     return total / max(len(samples), 1)

@@ -22,12 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from human3d.cameras import OrthoCamera, body_cameras
 from human3d.errors import UsageError
 from human3d.train.skeleton import DEFAULT_SIGMA, NUM_BONES
 
@@ -57,11 +59,16 @@ class SkeletalImagePredictor(ModelMixin, ConfigMixin):
     num_views: views read (PSHuman's six body views); latent_channels: per view (4 normal + 4 colour);
     block_out_channels: the widths of the input level and the four down levels (paper: 32 ... 512).
     h and w must be multiples of 2 ** (len(block_out_channels) - 1) (96 for 768 images: yes).
+    sigma, view_names, view_azimuths, flipped_views: how its targets were drawn (skeleton line width in latent
+    pixels; the views' names and azimuths; the views predicted mirrored), stored in config.json by
+    :func:`train_skel` so DRPose can refuse a g_skel made for other views or another sigma (None: unknown).
     """
 
     @register_to_config
     def __init__(self, num_views: int = 6, latent_channels: int = 8, num_bones: int = NUM_BONES,
-                 block_out_channels: Sequence[int] = (32, 64, 128, 256, 512), norm_num_groups: int = 8) -> None:
+                 block_out_channels: Sequence[int] = (32, 64, 128, 256, 512), norm_num_groups: int = 8,
+                 sigma: float | None = None, view_names: Sequence[str] | None = None,
+                 view_azimuths: Sequence[float] | None = None, flipped_views: Sequence[int] | None = None) -> None:
         super().__init__()
         ch = list(block_out_channels)
         self.stem = nn.Sequential(
@@ -146,7 +153,7 @@ def train_skel(
     output_dir: str | Path,
     cfg: SkelTrainConfig,
     *,
-    num_views: int,
+    cameras: Sequence[OrthoCamera] | None = None,
     flipped_views: Sequence[int] = (),
     device: str | torch.device = "cpu",
     distance: nn.Module | None = None,
@@ -155,6 +162,8 @@ def train_skel(
     """Train g_skel; writes ``output_dir`` (a g_skel folder: config.json + safetensors) and ``log.csv``.
 
     dataset: items ``(latents (V, 8, h, w), joints (J, 3), joint_names)`` (see :class:`human3d.train.data.SkelDataset`);
+    cameras: the V views in the latents' order (default: the six body views of DESIGN.md §3); flipped_views: those
+    among them the diffusion model predicts mirrored;
     distance: the loss (default: :func:`~human3d.train.posescore.load_skeleton_distance` from ``cfg``);
     progress(step, loss) after every step. Returns the per-step losses.
     """
@@ -169,8 +178,15 @@ def train_skel(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     latents0 = dataset[0][0]
-    model = SkeletalImagePredictor(num_views=num_views, latent_channels=latents0.shape[1],
-                                   block_out_channels=tuple(cfg.block_out_channels)).to(device)
+    cameras = list(cameras) if cameras is not None else body_cameras()
+    if latents0.shape[0] != len(cameras):
+        raise UsageError(f"the samples hold {latents0.shape[0]} views but {len(cameras)} cameras were given "
+                         f"({[c.name for c in cameras]}); pass --views naming the samples' views")
+    model = SkeletalImagePredictor(num_views=len(cameras), latent_channels=latents0.shape[1],
+                                   block_out_channels=tuple(cfg.block_out_channels), sigma=float(cfg.sigma),
+                                   view_names=[c.name for c in cameras],
+                                   view_azimuths=[float(c.azimuth_deg) for c in cameras],
+                                   flipped_views=sorted(int(i) for i in flipped_views)).to(device)
     if distance is None:
         distance = load_skeleton_distance(cfg.use_lpips, cfg.lpips_weights)
     distance = distance.to(device)
@@ -187,7 +203,7 @@ def train_skel(
         for step in range(1, cfg.iterations + 1):
             latents, joints, names = next(batches)
             latents, joints = latents.to(device), joints.to(device)
-            target = render_skeleton(joints, names, latents.shape[-1], None, flipped_views, cfg.sigma)
+            target = render_skeleton(joints, names, latents.shape[-1], cameras, flipped_views, cfg.sigma)
             with autocast:
                 logits = model(latents)
             loss = distance(logits.float(), target).mean()
@@ -211,3 +227,65 @@ def train_skel(
 def _forever(loader: torch.utils.data.DataLoader):
     while True:
         yield from loader
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# evaluation (DRPose Table 3)
+
+
+def holdout_split(n: int, fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(train, held-out) indices of n samples: a seeded random ``fraction`` (at least one, at most n - 1) held out."""
+    if not 0.0 < fraction < 1.0:
+        raise UsageError(f"--eval-fraction must be in (0, 1), got {fraction}")
+    if n < 2:
+        raise UsageError(f"holding out evaluation pairs needs at least 2 samples, got {n}; give --eval-data DIR")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    k = min(max(1, round(fraction * n)), n - 1)
+    return sorted(order[k:]), sorted(order[:k])
+
+
+def model_cameras(model: SkeletalImagePredictor, resolution: int) -> tuple[list[OrthoCamera], list[int]]:
+    """The views g_skel was trained for (stored in its config) at ``resolution``, and the mirrored ones."""
+    from human3d.cameras import camera_for_view
+
+    cfg = model.config
+    if cfg.view_names is None or cfg.sigma is None:
+        raise UsageError("this g_skel folder does not record its cameras and sigma; retrain it with "
+                         "`human3d train skel`")
+    cams = [camera_for_view(str(n), resolution) for n in cfg.view_names]
+    return cams, [int(i) for i in (cfg.flipped_views or ())]
+
+
+@torch.no_grad()
+def evaluate_skel(model: SkeletalImagePredictor, dataset: torch.utils.data.Dataset, lpips: nn.Module | None = None,
+                  device: str | torch.device = "cpu") -> dict[str, float | int | None]:
+    """PSNR / SSIM / LPIPS of g_skel's predicted skeletal images against R(J(theta)) on ``dataset`` (Table 3).
+
+    Prediction = sigmoid(logits) in [0, 1]. Every (view, bone) channel is one grey image: PSNR over all of them
+    (one MSE per view), SSIM and LPIPS (AlexNet, the grey image as RGB, upsampled to 64 px when smaller) averaged
+    over the channel images; then averaged over views and samples. LPIPS is None when no model is given.
+    """
+    from skimage.metrics import structural_similarity
+
+    from human3d.eval.metrics import psnr
+    from human3d.train.posescore import SkeletonDistance
+    from human3d.train.skeleton import render_skeleton
+
+    model = model.to(device).eval()
+    perceptual = SkeletonDistance(lpips.to(device)) if lpips is not None else None
+    scores: dict[str, list[float]] = {"psnr": [], "ssim": [], "lpips": []}
+    for i in range(len(dataset)):
+        latents, joints, names = dataset[i]
+        cams, flipped = model_cameras(model, latents.shape[-1])
+        pred = torch.sigmoid(model(latents[None].to(device)).float())  # (1, V, 23, h, w)
+        target = render_skeleton(joints[None].to(device), names, latents.shape[-1], cams, flipped,
+                                 float(model.config.sigma))
+        p, t = pred[0].cpu().numpy(), target[0].cpu().numpy()
+        for v in range(p.shape[0]):
+            scores["psnr"].append(psnr(p[v], t[v]))
+            scores["ssim"].append(float(np.mean([structural_similarity(a, b, data_range=1.0, win_size=7)
+                                                 for a, b in zip(p[v], t[v])])))
+        if perceptual is not None:
+            scores["lpips"].append(float(perceptual.perceptual(pred, target)[0]))
+    return {"pairs": len(dataset), "psnr": float(np.mean(scores["psnr"])), "ssim": float(np.mean(scores["ssim"])),
+            "lpips": float(np.mean(scores["lpips"])) if scores["lpips"] else None}

@@ -43,7 +43,7 @@ def test_a_few_steps_reduce_the_loss_and_the_model_reloads(tmp_path):
     data = SkelDataset(write_skel_dataset(tmp_path / "data", n=8))
     cfg = SkelTrainConfig(iterations=12, batch_size=2, learning_rate=3e-3, use_lpips=False,
                           block_out_channels=SMALL, save_every=100, log_every=4)
-    losses = train_skel(data, tmp_path / "gskel", cfg, num_views=6)
+    losses = train_skel(data, tmp_path / "gskel", cfg)
     first, last = np.mean(losses[:3]), np.mean(losses[-3:])
     assert last < 0.8 * first, (first, last)
     model = SkeletalImagePredictor.from_pretrained(tmp_path / "gskel")
