@@ -63,7 +63,7 @@ class ExecutorSettings:
     jobs: int = 1
     """Local worker processes (``local`` only)."""
     ray_address: str | None = None
-    """A running Ray cluster (``ray start --head`` prints it); None starts a local one for this batch."""
+    """A running Ray cluster (HOST:PORT, as its head node prints it); None starts a local one for this batch."""
     ray_cpus_per_task: float | None = None
     """CPUs each Ray task asks for (default: 1, or 2 with the pshuman backend's data loading)."""
     ray_gpus_per_task: float | None = None
