@@ -148,12 +148,13 @@ def resolve_environment(config: ReconstructConfig, device: str) -> dict[str, dic
         weights.require("pshuman", wdir)
     if mv.unet_path is not None and not Path(mv.unet_path).exists():
         raise UsageError(f"--unet {mv.unet_path} does not exist; give a DRPose-tuned UNet folder")
-    mv_backend = choose_mv(mv, StageContext(device=device, weights_dir=wdir))  # also checks --mv-backend's name
+    mv_backend = choose_mv(mv, StageContext(device=device, weights_dir=wdir))
     u2net = weights.identity("u2net", wdir)
     smplx_files = weights.identity("smplx", wdir)
     renderers = _installed("open3d", "nvdiffrast")
     return {
-        "segment": {"u2net": u2net, **_installed("mediapipe", "rembg", "onnxruntime")},
+        "segment": {"u2net": u2net, "mask": weights.folder_identity(seg.mask_path),
+                    **_installed("mediapipe", "rembg", "onnxruntime")},
         "body": {"smplx_files": smplx_files, **_installed("smplx", "anny")},
         "multiview": {"backend": mv_backend, "u2net": u2net, **_installed("rembg"),
                       "pshuman": weights.identity("pshuman", wdir) if mv_backend == "pshuman" else None,

@@ -387,3 +387,16 @@ def test_weights_verify_refuses_smplx_pickles_that_loading_never_reads(tmp_path,
     for extra in ([], ["--allow-pickle"]):
         r = runner.invoke(app, ["weights", "verify", "smplx", "--weights-dir", str(tmp_path / "w"), *extra])
         assert r.exit_code == 4 and "SMPLX_NEUTRAL.pkl is a pickle, which human3d never reads" in r.stderr
+
+
+def test_an_edited_mask_file_changes_the_segment_key(tmp_path):
+    from human3d.config import preset_config
+    from human3d.pipeline import resolve_environment
+
+    mask = tmp_path / "mask.png"
+    mask.write_bytes(b"first mask")
+    cfg = preset_config("fast", device="cpu")
+    cfg.segment.backend, cfg.segment.mask_path = "mask", str(mask)
+    first = resolve_environment(cfg, "cpu")["segment"]
+    mask.write_bytes(b"an edited mask")
+    assert resolve_environment(cfg, "cpu")["segment"] != first
