@@ -162,11 +162,13 @@ def run_batch(
     work_dir: Path | None = None,
     on_item: Callable[[int, ItemOutcome], None] | None = None,
     debug: bool = False,
+    report: bool = False,
 ) -> BatchSummary:
     """Run ``process`` for every input; one failure never stops the others.
 
     An input whose output exists is skipped unless ``overwrite`` (that is how an interrupted batch resumes). The
-    summary is rewritten atomically after each input, so a killed batch still records what it finished.
+    summary is rewritten atomically after each input, so a killed batch still records what it finished. With
+    ``report`` the summary's folder gets a report.html at the end (:mod:`human3d.report`).
     """
     if len(inputs) != len(outputs):
         raise ValueError("inputs and outputs differ in length")
@@ -217,4 +219,8 @@ def run_batch(
     finally:
         summary.finished = _now()
         write_summary()
+        if report and summary_path is not None:
+            from human3d.report import write_batch_report
+
+            write_batch_report(summary_path.parent)
     return summary
