@@ -281,7 +281,7 @@ def _row_html(row: _Row, out_dir: Path, viewer: bool) -> str:
     it = row.item
     status = str(it.get("status", "?"))
     if row.preview:
-        thumb = f'<img class="thumb crop" loading="lazy" alt="" src="{_url(row.preview, out_dir)}">'
+        thumb = _preview_thumb(row.preview, out_dir)
     elif row.thumb:
         thumb = f'<img class="thumb" loading="lazy" alt="" src="{_url(row.thumb, out_dir)}">'
     else:
@@ -293,6 +293,21 @@ def _row_html(row: _Row, out_dir: Path, viewer: bool) -> str:
             f'{_esc(row.name)}</td><td class="status">{_esc(status)}</td>'
             f'<td class="num">{float(it.get("seconds") or 0):.1f}</td><td><ul class="warnings">{warnings}</ul></td>'
             f'<td class="err">{error}</td><td>{_result_html(row, out_dir, viewer)}</td></tr>')
+
+
+def _preview_thumb(preview: Path, out_dir: Path, size: int = 72) -> str:
+    """The preview's photo panel as a thumbnail: the whole preview, scaled and clipped to its first panel."""
+    from PIL import Image
+
+    from human3d.io.previews import PREVIEW_GAP_PX
+
+    with Image.open(preview) as im:
+        width, height = im.size  # reads the header only
+    tile = (width - 3 * PREVIEW_GAP_PX) / 4
+    k = size / tile
+    return (f'<div class="thumb crop"><img loading="lazy" alt="" src="{_url(preview, out_dir)}" '
+            f'style="width:{width * k:.1f}px;height:{height * k:.1f}px;margin-top:{-(height - tile) * k:.1f}px">'
+            "</div>")
 
 
 def _result_html(row: _Row, out_dir: Path, viewer: bool) -> str:
@@ -321,7 +336,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.6em 0}td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;
 vertical-align:top}table.small{display:inline-table;margin-right:2em;vertical-align:top}
 caption{text-align:left;font-weight:600}.num{text-align:right}.thumb{width:72px;height:72px;display:block}
-.thumb.crop{object-fit:cover;object-position:0 0}.thumb.none{color:#999;font-size:11px}
+.thumb.crop{overflow:hidden}img.thumb{object-fit:contain}.thumb.none{color:#999;font-size:11px}
 .st-failed .status,.error{color:#b00020}.st-ok .status{color:#11702a}.st-skipped .status{color:#7a5a00}
 ul.warnings{margin:0;padding-left:1.1em;color:#7a5a00}.preview{max-width:100%;width:960px;display:block;margin:.4em 0}
 .viewer model-viewer{width:480px;height:480px;background-color:#eef0f3;display:block}
