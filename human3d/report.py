@@ -379,6 +379,7 @@ ul.warnings{margin:0;padding-left:1.1em;color:#7a5a00}.preview{max-width:100%;wi
     viewer.setAttribute("autoplay", "");
     viewer.setAttribute("interaction-prompt", "none");
     viewer.setAttribute("camera-orbit", "0deg 90deg auto");
+    viewer.setAttribute("loading", "eager");  // asked for: load now, even while scrolled out of sight
     viewer.setAttribute("alt", "3D view of the result");
     viewer.innerHTML = '<div slot="progress-bar"></div>';
     current = {box: box, viewer: viewer, url: null, script: null, key: key, button: button};
@@ -390,6 +391,7 @@ ul.warnings{margin:0;padding-left:1.1em;color:#7a5a00}.preview{max-width:100%;wi
     });
     viewer.addEventListener("error", function () { box.dataset.state = "error"; say(box, "could not show this GLB"); });
     box.appendChild(viewer);
+    viewer.scrollIntoView({block: "nearest"});
     var script = document.createElement("script");
     script.src = box.dataset.src;
     script.onload = function () {
