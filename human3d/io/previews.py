@@ -106,30 +106,37 @@ def _caption(width: int, text: str) -> np.ndarray:
 
 def exported_normals(path: Path, n_vertices: int) -> np.ndarray | None:
     """(V, 3) vertex normals stored in the exported mesh file ``path``, or None when the file carries none (or a
-    different number of vertices than the mesh read from it)."""
-    import trimesh
-
-    if not _declares_normals(path):
-        return None
-    loaded = trimesh.load(path, force="mesh", process=False)
-    normals = np.asarray(loaded.vertex_normals, dtype=np.float32)
-    return normals if normals.shape == (n_vertices, 3) else None
-
-
-def _declares_normals(path: Path) -> bool:
+    different number of vertices than the mesh read from it). GLB normals are read exactly as stored."""
     suffix = path.suffix.lower()
     data = path.read_bytes()
-    if suffix == ".glb" and data[:4] == b"glTF" and len(data) >= 20:
-        length = int.from_bytes(data[12:16], "little")
-        doc = json.loads(data[20:20 + length])
-        return any("NORMAL" in prim.get("attributes", {}) for m in doc.get("meshes", [])
-                   for prim in m.get("primitives", []))
-    if suffix == ".obj":
-        return re.search(rb"^vn\s", data, re.MULTILINE) is not None
-    if suffix == ".ply":
-        header = data[:data.find(b"end_header")]
-        return re.search(rb"property\s+\w+\s+nx\b", header) is not None
-    return False
+    if suffix == ".glb":
+        normals = _glb_normals(data)
+    elif (suffix == ".obj" and re.search(rb"^vn\s", data, re.MULTILINE)) or (
+            suffix == ".ply" and re.search(rb"property\s+\w+\s+nx\b", data[:data.find(b"end_header")])):
+        import trimesh
+
+        normals = np.asarray(trimesh.load(path, force="mesh", process=False).vertex_normals, dtype=np.float32)
+    else:
+        normals = None
+    return normals if normals is not None and normals.shape == (n_vertices, 3) else None
+
+
+def _glb_normals(data: bytes) -> np.ndarray | None:
+    """The NORMAL accessor of a single-primitive GLB (float32 VEC3), or None."""
+    if data[:4] != b"glTF" or len(data) < 20:
+        return None
+    json_len = int.from_bytes(data[12:16], "little")
+    doc = json.loads(data[20:20 + json_len])
+    prims = [p for m in doc.get("meshes", []) for p in m.get("primitives", [])]
+    if len(prims) != 1 or "NORMAL" not in prims[0].get("attributes", {}):
+        return None
+    acc = doc["accessors"][prims[0]["attributes"]["NORMAL"]]
+    view = doc["bufferViews"][acc["bufferView"]]
+    if acc.get("componentType") != 5126 or acc.get("type") != "VEC3" or view.get("byteStride", 12) != 12:
+        return None
+    bin_start = 20 + json_len + 8  # the BIN chunk's header follows the JSON chunk
+    offset = bin_start + view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    return np.frombuffer(data, np.float32, acc["count"] * 3, offset).reshape(-1, 3).copy()
 
 
 def in_frame_of(vertices: np.ndarray, reference: np.ndarray) -> np.ndarray:
