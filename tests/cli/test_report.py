@@ -134,6 +134,7 @@ def test_report_opens_offline_in_chromium_with_a_working_viewer(batch, tmp_path)
                                          " height: r.height}; })()")
         shot = np.asarray(Image.open(io.BytesIO(browser.screenshot(session, rect))).convert("RGB"))
         SCREENSHOT.write_bytes(browser.screenshot(session, page_clip(browser, session)))
+        turned, zoomed = orbit_and_zoom(browser, session, rect)
         errors = browser.errors()
     finally:
         browser.close()
@@ -143,6 +144,32 @@ def test_report_opens_offline_in_chromium_with_a_working_viewer(batch, tmp_path)
     preview = np.asarray(Image.open(out / "previews" / "alice_preview.png").convert("RGB"))
     expected = silhouette(front_panel(preview), PREVIEW_BG)
     assert iou(cropped(model), cropped(expected)) > 0.6  # same figure, perspective vs orthographic
+    turned = silhouette(turned, (0xEE, 0xF0, 0xF3), tol=10)
+    assert iou(turned, model) < 0.8  # dragging orbits the camera: the figure is seen from elsewhere
+    assert silhouette(zoomed, (0xEE, 0xF0, 0xF3), tol=10).mean() > 1.2 * turned.mean()  # the wheel zooms in
+
+
+def orbit_and_zoom(browser: Chromium, session: str, rect: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Drag across the viewer, screenshot; turn the mouse wheel over it, screenshot."""
+    import time
+
+    def mouse(kind: str, x: float, **extra) -> None:
+        browser.call("Input.dispatchMouseEvent", session, type=kind, x=x, y=view_y + rect["height"] / 2,
+                     button="left", clickCount=1, **extra)
+
+    view_y = browser.evaluate(session, "document.querySelector('.viewer model-viewer').getBoundingClientRect().y")
+    left = browser.evaluate(session, "document.querySelector('.viewer model-viewer').getBoundingClientRect().x")
+    mouse("mousePressed", left + 100)
+    for k in range(1, 11):
+        mouse("mouseMoved", left + 100 + 20 * k, buttons=1)
+    mouse("mouseReleased", left + 300)
+    time.sleep(2.0)  # the camera eases into place
+    turned = np.asarray(Image.open(io.BytesIO(browser.screenshot(session, rect))).convert("RGB"))
+    browser.call("Input.dispatchMouseEvent", session, type="mouseWheel", x=left + rect["width"] / 2,
+                 y=view_y + rect["height"] / 2, deltaX=0, deltaY=-600)
+    time.sleep(2.0)
+    zoomed = np.asarray(Image.open(io.BytesIO(browser.screenshot(session, rect))).convert("RGB"))
+    return turned, zoomed
 
 
 def wait_for_viewer(browser: Chromium, session: str, timeout: float = 120.0) -> str:
