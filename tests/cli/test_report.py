@@ -116,7 +116,13 @@ def test_report_opens_offline_in_chromium_with_a_working_viewer(batch, tmp_path)
         pytest.skip("chromium is absent (make install adds Debian's package when apt is there and you are root)")
     if find_viewer_js() is None:
         pytest.skip("the model-viewer script is absent (make install vendors it from npm into .tools)")
-    out, _ = batch
+    out = shutil.copytree(batch[0], tmp_path / "copy")
+    add_spin_animation(out / "bob.glb")  # exported by the batch; now it turns, for the viewer to play
+    summary = json.loads((out / "summary.json").read_text())
+    for item in summary["items"]:  # the copy's summary names the copy's files
+        item["output"] = str(out / Path(item["output"]).name)
+    (out / "summary.json").write_text(json.dumps(summary))
+    write_report(out)
     browser = Chromium(exe, tmp_path / "profile")
     try:
         session = browser.page((out / "report.html").resolve().as_uri())
@@ -135,10 +141,17 @@ def test_report_opens_offline_in_chromium_with_a_working_viewer(batch, tmp_path)
         shot = np.asarray(Image.open(io.BytesIO(browser.screenshot(session, rect))).convert("RGB"))
         SCREENSHOT.write_bytes(browser.screenshot(session, page_clip(browser, session)))
         turned, zoomed = orbit_and_zoom(browser, session, rect)
+        browser.evaluate(session, "(() => { const d = document.querySelectorAll('tr.st-ok details')[1];"
+                                  " d.open = true; d.querySelector('button.view3d').click(); return true; })()")
+        assert wait_for_viewer(browser, session, index=1) == "loaded", browser.errors()
+        animation = browser.evaluate(session, "(() => { const v = document.querySelectorAll('model-viewer');"
+                                              " return [v.length, v[0].availableAnimations, v[0].paused,"
+                                              " v[0].currentTime]; })()")
         errors = browser.errors()
     finally:
         browser.close()
     assert errors == []
+    assert animation[:3] == [1, ["spin"], False] and animation[3] > 0  # one viewer open; its animation plays
     model = silhouette(shot, (0xEE, 0xF0, 0xF3), tol=10)  # the viewer's background colour
     assert 0.03 < model.mean() < 0.6, model.mean()
     preview = np.asarray(Image.open(out / "previews" / "alice_preview.png").convert("RGB"))
@@ -172,13 +185,13 @@ def orbit_and_zoom(browser: Chromium, session: str, rect: dict) -> tuple[np.ndar
     return turned, zoomed
 
 
-def wait_for_viewer(browser: Chromium, session: str, timeout: float = 120.0) -> str:
+def wait_for_viewer(browser: Chromium, session: str, index: int = 0, timeout: float = 120.0) -> str:
     import time
 
     deadline = time.monotonic() + timeout
     state = None
     while time.monotonic() < deadline:
-        state = browser.evaluate(session, "document.querySelector('.viewer').dataset.state")
+        state = browser.evaluate(session, f"document.querySelectorAll('.viewer')[{index}].dataset.state")
         if state in ("loaded", "error"):
             break
         time.sleep(0.25)
@@ -189,3 +202,33 @@ def wait_for_viewer(browser: Chromium, session: str, timeout: float = 120.0) -> 
 def page_clip(browser: Chromium, session: str) -> dict:
     w, h = browser.evaluate(session, "[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
     return {"x": 0, "y": 0, "width": w, "height": h}
+
+
+def add_spin_animation(glb: Path) -> None:
+    """Give the GLB's mesh node a one-turn rotation animation named 'spin' (keys at 0, 1, 2, 3 s)."""
+    data = glb.read_bytes()
+    jlen = int.from_bytes(data[12:16], "little")
+    doc = json.loads(data[20:20 + jlen])
+    blen = int.from_bytes(data[20 + jlen:24 + jlen], "little")
+    binary = bytearray(data[28 + jlen:28 + jlen + blen])
+    times = np.arange(4, dtype=np.float32)
+    angles = np.radians([0, 120, 240, 360]) / 2
+    quats = np.stack([np.zeros(4), np.sin(angles), np.zeros(4), np.cos(angles)], 1).astype(np.float32)
+    views, accessors = doc["bufferViews"], doc["accessors"]
+    for array, kind in ((times, "SCALAR"), (quats, "VEC4")):
+        binary += b"\0" * (-len(binary) % 4)
+        views.append({"buffer": 0, "byteOffset": len(binary), "byteLength": array.nbytes})
+        binary += array.tobytes()
+        accessors.append({"bufferView": len(views) - 1, "componentType": 5126, "count": len(array), "type": kind})
+    accessors[-2].update(min=[0.0], max=[3.0])
+    node = next(i for i, n in enumerate(doc["nodes"]) if "mesh" in n)
+    doc["animations"] = [{"name": "spin", "samplers": [{"input": len(accessors) - 2, "output": len(accessors) - 1,
+                                                        "interpolation": "LINEAR"}],
+                          "channels": [{"sampler": 0, "target": {"node": node, "path": "rotation"}}]}]
+    binary += b"\0" * (-len(binary) % 4)
+    doc["buffers"][0]["byteLength"] = len(binary)
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    body = (len(text).to_bytes(4, "little") + b"JSON" + text + len(binary).to_bytes(4, "little") + b"BIN\0"
+            + bytes(binary))
+    glb.write_bytes(b"glTF" + (2).to_bytes(4, "little") + (12 + len(body)).to_bytes(4, "little") + body)
