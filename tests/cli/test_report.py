@@ -110,7 +110,7 @@ def test_report_command_refuses_what_it_did_not_write(tmp_path, batch):
     assert r.exit_code == 0 and json.loads(r.stdout)["rows"] == 3
 
 
-def test_report_opens_offline_in_chromium_with_a_working_viewer(batch, tmp_path):
+def test_report_opens_offline_in_chromium_with_a_working_viewer(batch, tmp_path, monkeypatch):
     exe = find_chromium()
     if exe is None:
         pytest.skip("chromium is absent (make install adds Debian's package when apt is there and you are root)")
@@ -147,10 +147,18 @@ def test_report_opens_offline_in_chromium_with_a_working_viewer(batch, tmp_path)
         animation = browser.evaluate(session, "(() => { const v = document.querySelectorAll('model-viewer');"
                                               " return [v.length, v[0].availableAnimations, v[0].paused,"
                                               " v[0].currentTime]; })()")
+        # the same report on a machine without the viewer script: no errors either, and it says how to get it
+        bare = shutil.copytree(out, tmp_path / "bare", ignore=shutil.ignore_patterns("report_files", "report.html"))
+        monkeypatch.setattr("human3d.report.find_viewer_js", lambda: None)
+        write_report(bare)
+        bare_session = browser.page((bare / "report.html").resolve().as_uri())
+        note = browser.evaluate(bare_session, "document.getElementById('viewer-note').innerText")
+        bare_rows = browser.evaluate(bare_session, "document.querySelectorAll('tr.item').length")
         errors = browser.errors()
     finally:
         browser.close()
     assert errors == []
+    assert "make install" in note and bare_rows == 3
     assert animation[:3] == [1, ["spin"], False] and animation[3] > 0  # one viewer open; its animation plays
     model = silhouette(shot, (0xEE, 0xF0, 0xF3), tol=10)  # the viewer's background colour
     assert 0.03 < model.mean() < 0.6, model.mean()
