@@ -26,7 +26,7 @@ def report(
         print(json.dumps({"report": str(result.path), "rows": result.rows, "viewer": result.viewer,
                           "models": result.models, "model_bytes": result.model_bytes}, indent=2))
         return
-    viewer = "with 3D viewers" if result.viewer else (
+    viewer = f"3D viewers for {result.models} GLB results" if result.viewer else (
         f"no 3D viewer ({VIEWER_PACKAGE} not found; `make install` vendors it)" if models else "no 3D viewers")
     print(f"wrote {result.path} ({result.rows} inputs, {viewer})")
 
