@@ -31,10 +31,19 @@ $(STAMP): pyproject.toml Makefile
 	  v=$$($(PIP) show opencv-contrib-python | sed -n 's/^Version: //p'); \
 	  $(PIP) uninstall -q -y opencv-python-headless && \
 	  $(PIP) install -q --no-deps --force-reinstall "opencv-contrib-python==$$v"; fi
-	@# the Khronos glTF validator, used by the end-to-end test when node is present (skipped otherwise)
+	@# headless Chromium (Debian's package) opens report.html in the report test (skipped without it)
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	    || echo "note: chromium not installed; the report's browser test will skip"; \
+	  else echo "note: install chromium (sudo apt-get install chromium) to run the report's browser test"; fi; fi
+	@# from npm into .tools: the Khronos glTF validator (end-to-end test) and the 3D viewer that
+	@# `human3d report` copies beside report.html (@google/model-viewer, Apache-2.0, three.js inside)
 	@if command -v npm >/dev/null 2>&1; then \
 	  npm install --prefix .tools --no-audit --no-fund --loglevel=error gltf-validator@2.0.0-dev.3.10 \
-	  || echo "note: gltf-validator not installed; the GLB validation test will skip"; fi
+	    @google/model-viewer@4.4.0 \
+	  || echo "note: npm packages not installed; GLB validation and the report's 3D viewer will be missing"; \
+	else echo "note: no npm: report.html will have no 3D viewer and the GLB validation test will skip"; fi
 	$(PY) -c "import cv2, mediapipe, torch, human3d; print('human3d', human3d.__version__, 'torch', torch.__version__)"
 	touch $(STAMP)
 

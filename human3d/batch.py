@@ -415,6 +415,7 @@ def run_batch(
     jobs: int = 1,
     executor_settings: ExecutorSettings | None = None,
     on_message: Callable[[str], None] | None = None,
+    report: bool = False,
 ) -> BatchSummary:
     """Run ``process`` for every input; one failure never stops the others. Returns this batch's outcomes.
 
@@ -425,6 +426,8 @@ def run_batch(
     An input whose output exists is skipped unless ``overwrite`` (that is how an interrupted batch resumes). With a
     ``summary_path``, concurrent batches into its folder share the work through the claim/record protocol (module
     docstring): each output is computed once, and ``summary.json`` is rebuilt from every record after each input.
+
+    With ``report`` the summary's folder gets a report.html at the end (:mod:`human3d.report`).
     """
     if len(inputs) != len(outputs):
         raise ValueError("inputs and outputs differ in length")
@@ -432,9 +435,15 @@ def run_batch(
         from human3d.executors import ExecutorSettings, run_with_executor
 
         spread = executor_settings or ExecutorSettings(executor=executor, jobs=jobs)
-        return run_with_executor(inputs, outputs, process, settings=spread, summary_path=summary_path, fmt=fmt,
-                                 overwrite=overwrite, work_dir=work_dir, config=getattr(process, "config", None),
-                                 on_item=on_item, on_message=on_message, debug=debug)
+        spread_summary = run_with_executor(
+            inputs, outputs, process, settings=spread, summary_path=summary_path, fmt=fmt, overwrite=overwrite,
+            work_dir=work_dir, config=getattr(process, "config", None), on_item=on_item, on_message=on_message,
+            debug=debug)
+        if report and summary_path is not None:
+            from human3d.report import write_batch_report
+
+            write_batch_report(summary_path.parent)
+        return spread_summary
     items = [ItemOutcome(str(p), "pending", str(o)) for p, o in zip(inputs, outputs)]
     summary = BatchSummary(items=items, started=_now())
     for folder in {o.parent for o in outputs}:
@@ -512,4 +521,8 @@ def run_batch(
                 rebuild_summary(summary_path, batch_dir, interrupted=summary.interrupted, started=summary.started)
                 for probe in (batch_dir / f".now-{worker_id()}", batch_dir / "claims" / f".now-{worker_id()}"):
                     probe.unlink(missing_ok=True)
+        if report and summary_path is not None:
+            from human3d.report import write_batch_report
+
+            write_batch_report(summary_path.parent)
     return summary

@@ -27,6 +27,7 @@ import os
 import pickle
 import queue as queue_module
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -119,8 +120,12 @@ class ReconstructTask:
 
     config: ReconstructConfig
     overwrite: bool = False
+    preview: bool = False
+    """Also write the result's preview into ``<output folder>/previews/`` (as a local batch does)."""
 
     def __call__(self, src: Path, dst: Path, work: Path | None) -> tuple[list[str], dict[str, float], dict[str, str]]:
+        from human3d.errors import OutputExistsError
+        from human3d.io.previews import preview_path, write_result_preview
         from human3d.pipeline import Reconstructor
 
         key = repr(dataclasses.asdict(self.config))
@@ -131,7 +136,17 @@ class ReconstructTask:
         sink = _EVENT_SINK
         rec.on_event = (lambda e: sink(label, f"{e.title}: done in {e.seconds:.1f} s") if e.kind == "done" else None) \
             if sink is not None else (lambda e: None)
+        preview = preview_path(Path(dst), Path(dst).parent / "previews") if self.preview else None
+        if preview is not None and preview.exists() and not self.overwrite:
+            raise OutputExistsError(f"{preview} already exists; pass --overwrite to replace it")
         res = rec.run(src, dst, work_dir=work, overwrite=self.overwrite)
+        if preview is not None:
+            t0 = time.perf_counter()
+            try:
+                write_result_preview(res, Path(dst), preview, overwrite=self.overwrite)
+            except Exception as err:  # the mesh is written and good: a failed preview must not fail it
+                res.warnings.append(f"preview not written: {type(err).__name__}: {err}")
+            res.timings["preview"] = time.perf_counter() - t0
         return res.warnings, {k: round(v, 3) for k, v in res.timings.items()}, res.backends
 
 

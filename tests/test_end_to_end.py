@@ -96,3 +96,18 @@ def test_shared_photos_reconstruct_without_error(name, tmp_path):
     res = Reconstructor(preset_config("fast", device="cpu")).run(photo, tmp_path / "out.glb")
     assert (tmp_path / "out.glb").stat().st_size > 10_000
     assert len(res.results["texture"].faces) > 1000
+
+
+def test_preview_of_the_result_has_the_input_silhouette(reconstruction):
+    from PIL import Image
+
+    from human3d.io.previews import write_result_preview
+    from tests.pictures import PREVIEW_BG, front_panel, iou, panels_of, silhouette
+
+    res, tmp = reconstruction
+    preview = write_result_preview(res, tmp / "person.glb", tmp / "person_preview.png")
+    image = np.asarray(Image.open(preview).convert("RGB"))
+    assert len(panels_of(image)) == 4
+    front = silhouette(front_panel(image), PREVIEW_BG)
+    mask = np.asarray(Image.fromarray(res.results["frame"].mask).resize(front.shape[::-1], Image.NEAREST))
+    assert iou(front, mask) > 0.85

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import typer
 
 from human3d.cli.common import check_readable, configure_logging, error_boundary
 from human3d.cli.progress import ProgressReporter
-from human3d.errors import UsageError
+from human3d.errors import OutputExistsError, UsageError
 
 
 def reconstruct(
@@ -66,6 +67,12 @@ def reconstruct(
     ray_storage: str = typer.Option(
         "shared", "--ray-storage", help="shared: workers write into the output folder (shared storage); driver: "
                                         "results come back to this machine, which writes them."),
+    preview: bool | None = typer.Option(
+        None, "--preview/--no-preview",
+        help="Write NAME_preview.png: the photo beside renders at 0, 90, 180 degrees (default: on for several "
+             "inputs, into OUT/previews/; off for one, beside the output)."),
+    report: bool = typer.Option(
+        True, "--report/--no-report", help="Several inputs: write OUT/report.html at the end (human3d report)."),
 ) -> None:
     """Reconstruct textured 3D meshes from photos of people.
 
@@ -114,13 +121,14 @@ def run_reconstruct(
     mv_dtype: str | None = None, mv_masks: str | None = None, config_file: Path | None = None,
     settings: list[str] | tuple[str, ...] = (), print_config: bool = False, jobs: int = 1, executor: str = "local",
     ray_address: str | None = None, ray_cpus_per_task: float | None = None, ray_gpus_per_task: float | None = None,
-    ray_storage: str = "shared",
+    ray_storage: str = "shared", preview: bool | None = None, report: bool = True,
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem, worker_id
     from human3d.config import config_to_toml, resolve_device, set_config_value, validate_config
     from human3d.executors import ExecutorSettings, ReconstructTask
     from human3d.io.atomic import check_writable_folder
-    from human3d.io.meshes import FORMATS, check_output_path, format_from_path
+    from human3d.io.meshes import FORMATS, check_output_path, companion_files, format_from_path
+    from human3d.io.previews import write_result_preview
     from human3d.pipeline import Reconstructor, resolve_environment
 
     configure_logging(quiet, verbose)
@@ -184,12 +192,24 @@ def run_reconstruct(
     cfg.export.format = fmt
     # names of backends, devices and the weights they need: resolved (what `auto` becomes) before any stage runs
     resolve_environment(cfg, resolve_device(cfg.device))
+    previews = _preview_paths(outputs, single, preview, overwrite)
+    details: dict[str, dict] = {}  # per output: what --json adds (files, preview, size of the mesh)
 
     with ProgressReporter(quiet=quiet, verbose=verbose) as reporter:
         def process(src: Path, dst: Path, item_work: Path | None):
             reporter.start_item("" if single else src.name)
+            if dst in previews and previews[dst].exists() and not overwrite:
+                raise OutputExistsError(f"{previews[dst]} already exists; pass --overwrite to replace it")
             rec = Reconstructor(cfg, on_event=reporter.event)
             res = rec.run(src, dst, work_dir=work_dir if single else item_work, overwrite=overwrite)
+            if dst in previews:
+                t0 = time.perf_counter()
+                try:
+                    write_result_preview(res, dst, previews[dst], overwrite=overwrite)
+                except Exception as err:  # the mesh is written and good: a failed preview must not fail it
+                    res.warnings.append(f"preview not written: {type(err).__name__}: {err}")
+                res.timings["preview"] = time.perf_counter() - t0
+            details[str(dst)] = _details(res, dst, fmt, previews.get(dst), work_dir if single else item_work)
             return res.warnings, {k: round(v, 3) for k, v in res.timings.items()}, res.backends
 
         def on_item(i: int, item) -> None:
@@ -203,14 +223,25 @@ def run_reconstruct(
 
         if single or (spread.executor == "local" and spread.jobs == 1):
             summary = run_batch(expanded, outputs, process, summary_path=summary_path, fmt=fmt,
-                                overwrite=overwrite, work_dir=work_dir, on_item=on_item, debug=debug)
+                                overwrite=overwrite, work_dir=work_dir, on_item=on_item, debug=debug,
+                                report=report and not single)
         else:  # other processes or machines: a picklable task; progress arrives as messages
-            summary = run_batch(expanded, outputs, ReconstructTask(cfg, overwrite), summary_path=summary_path,
-                                fmt=fmt, overwrite=overwrite, work_dir=work_dir, on_item=on_item, debug=debug,
+            task = ReconstructTask(cfg, overwrite, preview=bool(previews))
+            summary = run_batch(expanded, outputs, task, summary_path=summary_path, fmt=fmt, overwrite=overwrite,
+                                work_dir=work_dir, on_item=on_item, debug=debug, report=report,
                                 executor_settings=spread, on_message=reporter.message)
 
+    report_path = None if single or not report else summary_path.parent / "report.html"
     if json_out:
-        print(json.dumps(summary.to_dict(), indent=2))
+        data = summary.to_dict()
+        for item in data["items"]:
+            dst = Path(item["output"])
+            item.update(details.get(str(dst)) or {  # skipped (done before) or failed: what is on disk
+                "files": [str(p) for p in companion_files(dst, fmt) if p.exists()] if dst.exists() else [],
+                "preview": str(previews[dst]) if dst in previews and previews[dst].is_file() else None})
+        if report_path is not None:
+            data["report"] = str(report_path) if report_path.is_file() else None
+        print(json.dumps(data, indent=2))
     if single:
         item = summary.items[0]
         if item.status == "failed":
@@ -222,6 +253,8 @@ def run_reconstruct(
     if not quiet:
         _print_table(summary)
         print(f"summary: {summary_path}", file=sys.stderr)
+        if report_path is not None and report_path.is_file():
+            print(f"report: {report_path}", file=sys.stderr)
     raise typer.Exit(summary.exit_code)
 
 
@@ -239,6 +272,44 @@ def _print_table(summary) -> None:
     console.print(table)
     c = summary.counts
     console.print(f"{c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed")
+
+
+def _preview_paths(outputs: list[Path], single: bool, preview: bool | None, overwrite: bool) -> dict[Path, Path]:
+    """output -> its preview PNG: beside a single output (with --preview), in OUT/previews/ for a batch (unless
+    --no-preview). A single input's existing preview is refused before any work."""
+    from human3d.io.previews import preview_path
+
+    if not (preview if preview is not None else not single):
+        return {}
+    if single:
+        dst = outputs[0]
+        if preview_path(dst).exists() and not overwrite:
+            raise OutputExistsError(f"{preview_path(dst)} already exists; pass --overwrite to replace it")
+        return {dst: preview_path(dst)}
+    return {dst: preview_path(dst, dst.parent / "previews") for dst in outputs}
+
+
+def _details(res, dst: Path, fmt: str, preview: Path | None, work: Path | None) -> dict:
+    """What scripts need about one result beyond the summary: every file written, the preview, the contact sheet
+    (with a work dir), the mesh's size and its height in metres."""
+    import numpy as np
+
+    from human3d.io.meshes import companion_files
+    from human3d.pipeline import STAGE_NAMES
+
+    mesh = res.results["texture"]
+    y = np.asarray(mesh.vertices)[:, 1]
+    extent = mesh.canonical_height or float(np.ptp(y)) or 1.0
+    sheet = work / f"{STAGE_NAMES.index('multiview')}_multiview" / "contact_sheet.png" if work else None
+    return {
+        "files": [str(p) for p in companion_files(dst, fmt) if p.exists()],
+        "preview": str(preview) if preview is not None and preview.is_file() else None,
+        "contact_sheet": str(sheet) if sheet is not None and sheet.is_file() else None,
+        "triangles": int(len(mesh.faces)),
+        "vertices": int(len(mesh.vertices)),
+        "height_m": round(float(mesh.height_m), 4),
+        "mesh_height_m": round(float(np.ptp(y)) * float(mesh.height_m) / extent, 4),
+    }
 
 
 def register(app: typer.Typer) -> None:

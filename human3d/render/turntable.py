@@ -11,7 +11,7 @@ import torch
 from human3d.cameras import OrthoCamera
 from human3d.errors import UsageError
 from human3d.io.atomic import atomic_path
-from human3d.render import get_rasterizer, vertex_normals
+from human3d.render import Rasterizer, get_rasterizer, vertex_normals
 from human3d.texture.fuse import sample_bilinear
 from human3d.types import TexturedMesh
 
@@ -30,37 +30,57 @@ def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 51
     """Yield one (R, R, 3) uint8 image per azimuth: the mesh's colours with simple head-light shading on white."""
     raster = get_rasterizer(renderer, "cpu")
     v_np, _ = _normalised(np.asarray(mesh.vertices, np.float64))
-    v = torch.as_tensor(v_np, dtype=torch.float32)
+    framed = TexturedMesh(vertices=v_np.astype(np.float32), faces=mesh.faces, uvs=mesh.uvs, texture=mesh.texture,
+                          vertex_colors=mesh.vertex_colors)
+    for start in range(0, len(azimuths), chunk):
+        cams = [OrthoCamera(f"az{a:g}", float(a), resolution) for a in azimuths[start:start + chunk]]
+        yield from render_shaded(framed, cams, raster=raster)
+
+
+def render_shaded(mesh: TexturedMesh, cameras: list[OrthoCamera], normals: np.ndarray | None = None,
+                  raster: Rasterizer | None = None, background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+                  ) -> list[np.ndarray]:
+    """One (R, R, 3) uint8 image per camera of ``mesh`` as it stands in the canonical frame: its texture (or vertex
+    colours, else light grey) times head-light shading ``0.35 + 0.65 max(n . view, 0)`` on ``background``.
+
+    normals: (V, 3) vertex normals to shade with (e.g. the ones an exported file carries); None computes smooth
+    area-weighted ones. Every camera must have the same resolution.
+    """
+    raster = raster or get_rasterizer("auto", "cpu")
+    resolution = cameras[0].resolution
+    v = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32)
     f = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
-    vn = vertex_normals(v, f)
-    if mesh.texture is not None and mesh.uvs is not None:
+    vn = vertex_normals(v, f) if normals is None else torch.as_tensor(np.asarray(normals), dtype=torch.float32)
+    textured = mesh.texture is not None and mesh.uvs is not None
+    if textured:
         attr = torch.cat([vn, torch.as_tensor(mesh.uvs, dtype=torch.float32)], 1)
     elif mesh.vertex_colors is not None:
         attr = torch.cat([vn, torch.as_tensor(mesh.vertex_colors[:, :3], dtype=torch.float32) / 255.0], 1)
     else:
         attr = torch.cat([vn, torch.full((len(v), 3), 0.75)], 1)
-    for start in range(0, len(azimuths), chunk):
-        cams = [OrthoCamera(f"az{a:g}", float(a), resolution) for a in azimuths[start:start + chunk]]
-        with torch.no_grad():
-            frags = raster.rasterize(v, f, cams)
-            img = raster.interpolate(attr, frags).numpy()  # (B, R, R, 3 + k)
-        mask = frags.mask.numpy()
-        for b, cam in enumerate(cams):
-            n = img[b, ..., :3]
-            n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
-            shade = 0.35 + 0.65 * np.clip(n @ cam.direction, 0.0, 1.0)
-            if mesh.texture is not None and mesh.uvs is not None:
-                uv = img[b, ..., 3:5][mask[b]]
-                tex = mesh.texture.astype(np.float32) / 255.0
-                th, tw = tex.shape[:2]
-                xy = np.stack([uv[:, 0] * tw, (1.0 - uv[:, 1]) * th], -1)
-                colour = np.ones((resolution, resolution, 3), np.float32)
-                colour[mask[b]] = sample_bilinear(tex, xy)[:, :3]
-            else:
-                colour = img[b, ..., 3:6]
-            out = np.ones((resolution, resolution, 3), np.float32)
-            out[mask[b]] = (colour * shade[..., None])[mask[b]]
-            yield np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)
+    with torch.no_grad():
+        frags = raster.rasterize(v, f, cameras)
+        img = raster.interpolate(attr, frags).numpy()  # (B, R, R, 3 + k)
+    mask = frags.mask.numpy()
+    tex = mesh.texture[..., :3].astype(np.float32) / 255.0 if textured else None
+    images = []
+    for b, cam in enumerate(cameras):
+        n = img[b, ..., :3]
+        n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+        shade = 0.35 + 0.65 * np.clip(n @ cam.direction, 0.0, 1.0)
+        if tex is not None:
+            uv = img[b, ..., 3:5][mask[b]]
+            th, tw = tex.shape[:2]
+            xy = np.stack([uv[:, 0] * tw, (1.0 - uv[:, 1]) * th], -1)
+            colour = np.ones((resolution, resolution, 3), np.float32)
+            colour[mask[b]] = sample_bilinear(tex, xy)[:, :3]
+        else:
+            colour = img[b, ..., 3:6]
+        out = np.empty((resolution, resolution, 3), np.float32)
+        out[:] = background
+        out[mask[b]] = (colour * shade[..., None])[mask[b]]
+        images.append(np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8))
+    return images
 
 
 def write_turntable(mesh: TexturedMesh, path: str | Path, frames: int = 60, resolution: int = 512, fps: int = 30,
