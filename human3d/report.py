@@ -209,8 +209,8 @@ def _page(summary: dict, rows: list[_Row], viewer: bool, models: bool, out_dir: 
         note = "3D viewers are off for this report (written with --no-models); rerun human3d report without it."
     else:
         note = (f"The 3D viewer is not bundled: its script ({VIEWER_PACKAGE} from npm) was not found on the machine "
-                "that wrote this report. Get it with <code>make install</code> (needs npm), or <code>npm install "
-                f"--prefix .tools {VIEWER_PACKAGE}</code> in the human3d checkout, or point ${VIEWER_ENV} at "
+                "that wrote this report. Get it with <code>make install</code> (needs npm), or run <code>npm install "
+                f"{VIEWER_PACKAGE}</code> inside the <code>.tools</code> folder of the human3d checkout, or point ${VIEWER_ENV} at "
                 f"<code>{VIEWER_JS}</code>; then run <code>human3d report {_esc(out_dir)}</code> again. "
                 "Previews and the table below work without it.")
     body = "\n".join([_summary_html(summary), _table_html(rows, out_dir, viewer)])
