@@ -11,6 +11,7 @@ show the machinery works, not what the real model gains.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -120,6 +121,8 @@ def main() -> None:
 
     before = pose_score(None)
     run_dir = work / "run"
+    if run_dir.exists():  # this script's own scratch run: start over rather than resume
+        shutil.rmtree(run_dir)
     run(["train", "drpose", "--data", str(train_pairs), "--gskel", str(gskel), "-o", str(run_dir), "--pipeline",
          str(pipe_dir), "--iterations", str(args.updates), "--batch-size", "2", "--grad-accum", "1", "--lr",
          str(args.lr), "--num-steps", "4", "--train-steps", "2", "--max-early-stop", "2", "--guidance-scale", "3",

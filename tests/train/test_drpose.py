@@ -65,11 +65,15 @@ def test_toy_run_raises_the_reward_and_the_unet_loads_back(dataset, tmp_path):
     g_skel = tiny_gskel()
     reward = PoseScore(g_skel, SkeletonDistance(None), cams, flipped)
     samples = [dataset[i] for i in range(len(dataset))]
-    before = evaluate_reward(pipe, reward, samples, num_steps=4)
-    cfg = _cfg(iterations=6, learning_rate=3e-3, save_every=3, max_grad_norm=0.0, num_steps=4, max_early_stop=2)
+    # unguided: on this tiny random UNet, 6 guided updates are chaotic (the outcome flips with the float rounding
+    # of 1 vs 2 threads); guided training's gradients are checked in test_drpose_gradients.py and a guided toy run
+    # is benchmarks/drpose_toy.py
+    before = evaluate_reward(pipe, reward, samples, num_steps=4, guidance_scale=1.0)
+    cfg = _cfg(iterations=6, learning_rate=1e-2, save_every=3, max_grad_norm=0.0, num_steps=4, max_early_stop=2,
+               guidance_scale=1.0)
     out = train_drpose(pipe, g_skel, dataset, tmp_path / "run", cfg, distance=SkeletonDistance(None))
-    after = evaluate_reward(pipe, reward, samples, num_steps=4)
-    # fixed-noise full-trajectory PoseScore, guidance 3.0: -2.562 -> -2.402 here (deterministic on CPU)
+    after = evaluate_reward(pipe, reward, samples, num_steps=4, guidance_scale=1.0)
+    # fixed-noise full-trajectory PoseScore: -2.565 -> -2.385 (1 thread) / -2.397 (2 threads) on CPU
     assert after > before + 0.05, (before, after)
     rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
     assert [int(r["step"]) for r in rows] == list(range(1, 7))
