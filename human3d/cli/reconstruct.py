@@ -19,7 +19,9 @@ def reconstruct(
         None, "-o", "--output",
         help="One input: the output file (or a folder). Several: the output folder. "
              "Default: <name>.<format> here, or ./human3d_output/ for several."),
-    fmt: str | None = typer.Option(None, "--format", "-f", help="glb | obj | ply (default: from -o, else glb)."),
+    fmt: str | None = typer.Option(
+        None, "--format", "-f",
+        help="glb | obj | ply (default: from -o, else glb). Only GLB is rigged and animated; OBJ and PLY are static."),
     preset: str = typer.Option("default", "--preset", "-p", help="fast | default | quality."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     work_dir: Path | None = typer.Option(
@@ -42,6 +44,12 @@ def reconstruct(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (can run code)."),
     height: float | None = typer.Option(
         None, "--height", help="The person's height in metres, if known (default: estimated, else 1.70)."),
+    rig: bool = typer.Option(
+        True, "--rig/--no-rig", help="GLB: a skeleton (humanoid bone map) and skin weights from the body fit."),
+    rest_pose: str = typer.Option(
+        "photo", "--rest-pose", help="photo | a-pose | t-pose: the GLB's bind pose (a/t-pose unpose the mesh)."),
+    animation: str = typer.Option(
+        "none", "--animation", help="none | idle | walk | wave: a short clip in the GLB (needs the rig)."),
 ) -> None:
     """Reconstruct textured 3D meshes from photos of people."""
     run_reconstruct(**locals())
@@ -51,7 +59,8 @@ def run_reconstruct(
     inputs: list[str], output: Path | None, fmt: str | None, preset: str, overwrite: bool, work_dir: Path | None,
     device: str, seed: int, json_out: bool, quiet: bool, verbose: bool, debug: bool, weights_dir: Path | None,
     max_megapixels: float | None, mask: Path | None, segmenter: str, body_model: str, mv_backend: str,
-    unet: Path | None, allow_pickle: bool, height: float | None,
+    unet: Path | None, allow_pickle: bool, height: float | None, rig: bool = True, rest_pose: str = "photo",
+    animation: str = "none",
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem
     from human3d.config import preset_config, resolve_device
@@ -75,6 +84,12 @@ def run_reconstruct(
     cfg.multiview.backend = mv_backend
     cfg.multiview.unet_path = str(unet) if unet else None
     cfg.multiview.allow_pickle = allow_pickle
+    cfg.rig.enabled, cfg.rig.rest_pose, cfg.rig.animation = rig, rest_pose, animation
+    from human3d.rig import check_rig_config
+
+    check_rig_config(cfg.rig)
+    if not rig and (animation != "none" or rest_pose != "photo"):
+        raise UsageError("--animation and --rest-pose need the rig; drop --no-rig")
 
     expanded = expand_inputs(inputs)
     single = len(inputs) == 1 and len(expanded) == 1 and not Path(inputs[0]).is_dir()
@@ -103,6 +118,8 @@ def run_reconstruct(
         out_dir.mkdir(parents=True, exist_ok=True)
         summary_path = out_dir / "summary.json"
     cfg.export.format = fmt
+    if fmt != "glb" and (animation != "none" or rest_pose != "photo"):
+        raise UsageError(f"--animation and --rest-pose need a GLB output; {fmt.upper()} is static")
 
     with ProgressReporter(quiet=quiet, verbose=verbose) as reporter:
         def process(src: Path, dst: Path, item_work: Path | None):

@@ -12,7 +12,8 @@ from human3d.errors import UsageError
 
 def render(
     mesh: Path = typer.Argument(..., help="A mesh written by human3d (GLB, OBJ or PLY)."),
-    turntable: Path | None = typer.Option(None, "--turntable", help="Write a turntable video (.mp4 or .gif)."),
+    turntable: Path | None = typer.Option(
+        None, "--turntable", help="Write a turntable video (.mp4 or .gif); a GLB's animation plays while it turns."),
     image: Path | None = typer.Option(None, "--image", help="Write one still view (.png)."),
     azimuth: float = typer.Option(0.0, "--azimuth", help="Azimuth of the still view in degrees (0 = front)."),
     frames: int = typer.Option(60, "--frames", help="Frames in one turn."),
@@ -29,6 +30,12 @@ def render(
     if turntable is None and image is None:
         raise UsageError("nothing to do: give --turntable OUT.mp4|gif and/or --image OUT.png")
     m = read_mesh(mesh)
+    if mesh.suffix.lower() == ".glb":
+        from human3d.io.gltf_skin import read_glb_skin
+
+        skin = read_glb_skin(mesh)
+        if skin is not None and len(skin.weights) == len(m.vertices):
+            m.skin = skin  # a rigged GLB with a clip: the turntable plays it
     if image is not None:
         if image.suffix.lower() != ".png":
             raise UsageError(f"--image {image} must end in .png")

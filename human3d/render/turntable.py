@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,11 +27,29 @@ def _normalised(vertices: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 512, renderer: str = "auto",
-                 chunk: int = 8) -> Iterator[np.ndarray]:
-    """Yield one (R, R, 3) uint8 image per azimuth: the mesh's colours with simple head-light shading on white."""
-    raster = get_rasterizer(renderer, "cpu")
+                 chunk: int = 8, poses: list[np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    """Yield one (R, R, 3) uint8 image per azimuth: the mesh's colours with simple head-light shading on white.
+
+    poses: optionally one (V, 3) vertex array per azimuth (an animation), framed like the mesh's own vertices with a
+    margin so that raised arms stay in view.
+    """
+    if poses is not None:
+        lo, hi = np.min([p.min(0) for p in poses], 0), np.max([p.max(0) for p in poses], 0)
+        _, extent = _normalised(np.asarray(mesh.vertices, np.float64))
+        centre = 0.5 * (lo + hi)
+        extent = max(extent, float(np.max(hi - lo)) / 2)
+        for azimuth, pose in zip(azimuths, poses):
+            moved = dataclasses.replace(mesh, vertices=(np.asarray(pose, np.float64) - centre) / extent * 0.9)
+            yield from _render_normalised(moved, [azimuth], resolution, renderer, chunk)
+        return
     v_np, _ = _normalised(np.asarray(mesh.vertices, np.float64))
-    v = torch.as_tensor(v_np, dtype=torch.float32)
+    yield from _render_normalised(dataclasses.replace(mesh, vertices=v_np), azimuths, resolution, renderer, chunk)
+
+
+def _render_normalised(mesh: TexturedMesh, azimuths: list[float], resolution: int, renderer: str,
+                       chunk: int) -> Iterator[np.ndarray]:
+    raster = get_rasterizer(renderer, "cpu")
+    v = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32)
     f = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
     vn = vertex_normals(v, f)
     if mesh.texture is not None and mesh.uvs is not None:
@@ -65,7 +84,8 @@ def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 51
 
 def write_turntable(mesh: TexturedMesh, path: str | Path, frames: int = 60, resolution: int = 512, fps: int = 30,
                     overwrite: bool = False, renderer: str = "auto") -> Path:
-    """Write a turntable video (.mp4 through imageio-ffmpeg, or .gif) of ``mesh`` turning once, atomically."""
+    """Write a turntable video (.mp4 through imageio-ffmpeg, or .gif) of ``mesh`` turning once, atomically; a mesh
+    whose skin carries a clip plays it (looped) while turning."""
     import imageio.v2 as imageio
 
     path = Path(path)
@@ -84,6 +104,16 @@ def write_turntable(mesh: TexturedMesh, path: str | Path, frames: int = 60, reso
             size = resolution
             writer = imageio.get_writer(tmp, format="GIF", mode="I", duration=1000.0 / fps, loop=0)
         with writer:
-            for frame in render_views(mesh, azimuths, size, renderer):
+            for frame in render_views(mesh, azimuths, size, renderer, poses=_clip_poses(mesh, frames, fps)):
                 writer.append_data(frame)
     return path
+
+
+def _clip_poses(mesh: TexturedMesh, frames: int, fps: int) -> list[np.ndarray] | None:
+    """The mesh's vertices at every frame of its skin's clip (frame i at i / fps seconds), or None without one."""
+    skin = mesh.skin
+    if skin is None or not skin.clip_name or skin.clip_times is None:
+        return None
+    from human3d.io.gltf_skin import posed_vertices
+
+    return [posed_vertices(skin, mesh.vertices, i / fps) for i in range(frames)]
