@@ -29,7 +29,8 @@ _FINGERS = ("Thumb", "Index", "Middle", "Ring", "Little")
 
 
 def _anny_map() -> dict[str, str]:
-    m = {"hips": "root", "spine": "spine04", "chest": "spine02", "upperChest": "spine01", "neck": "neck01",
+    # the same three spine joints the fit articulates (body.models: spine1..3)
+    m = {"hips": "root", "spine": "spine05", "chest": "spine03", "upperChest": "spine01", "neck": "neck01",
          "head": "head", "leftEye": "eye.L", "rightEye": "eye.R"}
     for side, s in (("left", "L"), ("right", "R")):
         m.update({f"{side}Shoulder": f"clavicle.{s}", f"{side}UpperArm": f"upperarm01.{s}",

@@ -168,8 +168,8 @@ def test_turntable_plays_the_clip(rigged, tmp_path):
     path = rigged[("photo", "wave")][1]
     m = read_mesh(path)
     m.skin = read_glb_skin(path)
-    poses = _clip_poses(m, frames=46, fps=30)
-    assert len(poses) == 46 and np.abs(poses[0] - m.vertices).max() < 1e-4
-    assert np.abs(poses[45] - m.vertices).max() > 0.3  # 1.5 s in: the arm is up
-    frames = list(render_views(m, [0.0, 0.0], resolution=96, poses=[poses[0], poses[45]]))
+    poses = _clip_poses(m, frames=2, fps=1)
+    assert len(poses) == 2 and np.abs(poses[0] - m.vertices).max() < 1e-4
+    assert np.abs(poses[1] - m.vertices).max() > 0.3  # 1 s in: the arm is up
+    frames = list(render_views(m, [0.0, 0.0], resolution=96, poses=poses))
     assert (np.abs(frames[0].astype(int) - frames[1].astype(int)).sum(-1) > 30).sum() > 50
