@@ -8,7 +8,7 @@ here works from ``BodyFit.params`` and a reloaded body model, and checks that it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,8 @@ class FittedSkeleton:
     names (J); parents (J,) int64, -1 for the root, parents before children; rest_joints: (J, 3) metres, the shaped
     model in its zero pose (before placement); rest_vertices (V, 3) likewise; weights: (V, J) the model's skinning
     weights; pivots: articulated joint name -> joint index; pose: articulated joint name -> (3,) rotation vector of
-    the fit; place: (4, 4) the fit's similarity (model metres -> canonical frame).
+    the fit; place: (4, 4) the fit's similarity (model metres -> canonical frame); fixed: the model's own rotations of
+other joints (joint index -> rotation vector, see :func:`fixed_rotations`).
     """
 
     names: list[str]
@@ -39,6 +40,7 @@ class FittedSkeleton:
     pivots: dict[str, int]
     pose: dict[str, np.ndarray]
     place: np.ndarray
+    fixed: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def scale(self) -> float:
@@ -59,6 +61,24 @@ def shape_tensor(model: BodyModel, params: dict[str, Any]) -> torch.Tensor:
     return torch.tensor([values], dtype=torch.float32, device=model.device)
 
 
+def zero_pose(model: BodyModel, shape: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 3) vertices and (J, 3) joints of the shaped model with every joint unrotated (metres, canonical axes).
+
+    ``forward({})`` is that for Anny; SMPL-X's forward always adds its mean hand pose, so its zero pose is taken
+    from the shaped template and the joint regressor directly.
+    """
+    with torch.no_grad():
+        if fixed_rotations(model):
+            from smplx.lbs import blend_shapes, vertices2joints
+
+            m = model._m  # type: ignore[attr-defined]  (SmplxBody's smplx.SMPLX module)
+            v = m.v_template[None] + blend_shapes(shape, m.shapedirs[..., :shape.shape[1]])
+            j = vertices2joints(m.J_regressor, v)
+            return v[0].cpu().numpy().astype(np.float64), j[0].cpu().numpy().astype(np.float64)
+        rest = model.forward({}, shape)
+    return rest.vertices[0].cpu().numpy().astype(np.float64), rest.joints[0].cpu().numpy().astype(np.float64)
+
+
 def skeleton_from_fit(model: BodyModel, fit: BodyFit, tolerance: float = 2e-3) -> FittedSkeleton:
     """Rebuild the fitted skeleton of ``fit`` from ``model`` (the one the fit used, reloaded).
 
@@ -66,10 +86,7 @@ def skeleton_from_fit(model: BodyModel, fit: BodyFit, tolerance: float = 2e-3) -
     i.e. when the fit's parameters no longer describe its body.
     """
     p = fit.params
-    with torch.no_grad():
-        rest = model.forward({}, shape_tensor(model, p))
-    rest_joints = rest.joints[0].cpu().numpy().astype(np.float64)
-    rest_vertices = rest.vertices[0].cpu().numpy().astype(np.float64)
+    rest_vertices, rest_joints = zero_pose(model, shape_tensor(model, p))
     pose = {j: np.asarray(v, dtype=np.float64) for j, v in p.get("body_pose", {}).items() if j in ARTICULATED_JOINTS}
     place = np.eye(4)
     rot = Rotation.from_rotvec(np.asarray(p.get("global_orient", [0, 0, 0]), dtype=np.float64)).as_matrix()
@@ -80,7 +97,7 @@ def skeleton_from_fit(model: BodyModel, fit: BodyFit, tolerance: float = 2e-3) -
     skel = FittedSkeleton(names=list(model.joint_names), parents=np.asarray(model.joint_parents, dtype=np.int64),
                           rest_joints=rest_joints, rest_vertices=rest_vertices,
                           weights=np.asarray(model.skinning_weights, dtype=np.float64), faces=model.faces,
-                          pivots=dict(model.pivots), pose=pose, place=place)
+                          pivots=dict(model.pivots), pose=pose, place=place, fixed=fixed_rotations(model))
     posed = apply_points(skel.place, posed_joints(skel, pose_transforms(skel, skel.pose)))
     err = float(np.abs(posed - fit.joints).max()) if len(fit.joints) == len(posed) else float("inf")
     if err > tolerance:
@@ -89,9 +106,24 @@ def skeleton_from_fit(model: BodyModel, fit: BodyFit, tolerance: float = 2e-3) -
     return skel
 
 
+def fixed_rotations(model: BodyModel) -> dict[int, np.ndarray]:
+    """Joint index -> (3,) rotation vector a model applies in every pose besides the articulated joints: SMPL-X
+    built with ``flat_hand_mean=False`` (as :class:`~human3d.body.models.SmplxBody` is) adds its mean hand pose to
+    the fingers (joints 25..54, left hand then right). Anny: none."""
+    m = getattr(model, "_m", None)
+    left, right = getattr(m, "left_hand_mean", None), getattr(m, "right_hand_mean", None)
+    if model.name != "smplx" or left is None or right is None:
+        return {}
+    hands = np.concatenate([np.asarray(left.detach().cpu()), np.asarray(right.detach().cpu())]).reshape(-1, 3)
+    return {25 + i: rv.astype(np.float64) for i, rv in enumerate(hands)}
+
+
 def local_rotations(skel: FittedSkeleton, pose: dict[str, np.ndarray]) -> np.ndarray:
-    """(J, 3, 3) each joint's rotation in its parent's (world-aligned rest) axes: the pose's, identity elsewhere."""
+    """(J, 3, 3) each joint's rotation in its parent's (world-aligned rest) axes: the pose's, the model's fixed
+    rotations (:func:`fixed_rotations`), identity elsewhere."""
     rots = np.tile(np.eye(3), (len(skel.names), 1, 1))
+    for j, rv in skel.fixed.items():
+        rots[j] = Rotation.from_rotvec(rv).as_matrix()
     for name, rv in pose.items():
         rots[skel.pivots[name]] = Rotation.from_rotvec(np.asarray(rv, dtype=np.float64)).as_matrix()
     return rots
