@@ -173,3 +173,26 @@ def test_turntable_plays_the_clip(rigged, tmp_path):
     assert np.abs(poses[1] - m.vertices).max() > 0.3  # 1 s in: the arm is up
     frames = list(render_views(m, [0.0, 0.0], resolution=96, poses=poses))
     assert (np.abs(frames[0].astype(int) - frames[1].astype(int)).sum(-1) > 30).sum() > 50
+
+
+def test_render_cli_plays_a_glb_clip(rigged, tmp_path):
+    import imageio.v2 as imageio
+    from typer.testing import CliRunner
+
+    from human3d.cli import app
+
+    frames = {}
+    for variant in (("photo", "wave"), ("photo", "none")):  # the same mesh with and without the clip
+        out = tmp_path / f"{variant[1]}.gif"
+        r = CliRunner().invoke(app, ["render", str(rigged[variant][1]), "--turntable", str(out), "--frames", "2",
+                                     "--fps", "1", "--size", "64"])
+        assert r.exit_code == 0, r.output
+        frames[variant[1]] = [np.asarray(f, int) for f in imageio.mimread(out)]
+
+    def top_column(frame):  # where the highest non-white pixel is, relative to the centre column
+        rows, cols = np.nonzero((frame[..., :3] < 200).any(-1))
+        return abs(float(cols[rows == rows.min()].mean()) - frame.shape[1] / 2)
+
+    # the second frame (t = 1 s, seen from behind): the waving hand is the top of the figure, off to one side;
+    # without the clip the head is, in the middle
+    assert top_column(frames["wave"][1]) > 8 > 4 > top_column(frames["none"][1])
