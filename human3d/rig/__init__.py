@@ -15,7 +15,7 @@ import numpy as np
 
 from human3d.config import RigConfig
 from human3d.context import StageContext
-from human3d.errors import UsageError
+from human3d.errors import InternalError, UsageError
 from human3d.types import BodyFit, Skin, TexturedMesh
 
 #: Bone-name fragments of the torso (for the self-intersection count after unposing).
@@ -41,6 +41,9 @@ def rig_mesh(textured: TexturedMesh, body: BodyFit, cfg: RigConfig, ctx: StageCo
     from human3d.rig.skeleton import skeleton_from_fit
 
     check_rig_config(cfg)
+    if body.model not in ("anny", "smplx"):
+        raise InternalError(f"the body fit names no known body model ({body.model!r}) to take a skeleton from; "
+                            "pass --no-rig for a static GLB")
     t0 = time.perf_counter()
     ctx.progress(0.0, "loading body model")
     model = load_body_model(body.model, "cpu", ctx.weights_dir, ctx)
@@ -50,10 +53,10 @@ def rig_mesh(textured: TexturedMesh, body: BodyFit, cfg: RigConfig, ctx: StageCo
     out = rig_with_skeleton(textured, body, skel, cfg, model=body.model)
     out.skin.report["seconds_model"] = round(t_model, 3)
     out.skin.report["seconds"] = round(time.perf_counter() - t0, 3)
-    for key in ("self_intersections_created",):
-        if out.skin.report.get(key):
-            ctx.warn(f"unposing to {cfg.rest_pose} folded {out.skin.report[key]} triangle pairs into the torso; "
-                     "look at the result, or keep --rest-pose photo")
+    created = out.skin.report.get("self_intersections_created", 0)
+    if created:
+        ctx.warn(f"unposing to {cfg.rest_pose} made {created} pairs of torso triangles cross each other; look at "
+                 "the result, or keep --rest-pose photo")
     ctx.progress(1.0, f"rigged: {len(out.skin.joint_names)} joints, {out.skin.report['closest_surface']:.0%} "
                       "of vertices from the body surface")
     return out

@@ -101,8 +101,8 @@ def skeleton_from_fit(model: BodyModel, fit: BodyFit, tolerance: float = 2e-3) -
     posed = apply_points(skel.place, posed_joints(skel, pose_transforms(skel, skel.pose)))
     err = float(np.abs(posed - fit.joints).max()) if len(fit.joints) == len(posed) else float("inf")
     if err > tolerance:
-        raise InternalError(f"the body fit's parameters do not reproduce its joints (off by {err:.4f}); "
-                            "rerun without the cached body stage, or report it")
+        raise InternalError(f"the body fit's parameters do not reproduce its joints (off by {err:.4f}), so it cannot "
+                            "be rigged; pass --no-rig for a static GLB, and report it")
     return skel
 
 
