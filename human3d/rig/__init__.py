@@ -81,10 +81,11 @@ def rig_with_skeleton(textured: TexturedMesh, body: BodyFit, skel, cfg: RigConfi
     if cfg.rest_pose != "photo":
         maps, joints = unpose_transforms(skel, cfg.rest_pose)
         torso = np.array([any(w in n for w in _TORSO_WORDS) for n in skel.names])
-        face_torso = torso[tr.joints[:, 0]][textured.faces].all(1)
-        before = self_intersections(vertices, textured.faces, face_torso)
+        kept = textured.faces if tr.cut is None else textured.faces[~tr.cut]
+        face_torso = torso[tr.joints[:, 0]][kept].all(1)
+        before = self_intersections(vertices, kept, face_torso)
         vertices = blend_sparse(maps, tr.joints, tr.weights, vertices)
-        after = self_intersections(vertices, textured.faces, face_torso)
+        after = self_intersections(vertices, kept, face_torso)
         report.update(self_intersections_torso_before=before, self_intersections_torso_after=after,
                       self_intersections_created=max(0, after - before))
         axes = np.eye(3)
@@ -99,7 +100,8 @@ def rig_with_skeleton(textured: TexturedMesh, body: BodyFit, skel, cfg: RigConfi
         children = {r: index[c] for r, c in AIM_CHILD.items() if r in index and c in index}
         times, moved, rot = make_clip(cfg.animation, skel.parents, joints, axes, index, children)
         skin.clip_name, skin.clip_times, skin.clip_joints, skin.clip_rotations = cfg.animation, times, moved, rot
-    return dataclasses.replace(textured, vertices=vertices.astype(np.float32), skin=skin)
+    faces = textured.faces if tr.cut is None else textured.faces[~tr.cut]  # bridges between fused parts go
+    return dataclasses.replace(textured, vertices=vertices.astype(np.float32), faces=faces, skin=skin)
 
 
 def transfer_mesh_weights(textured: TexturedMesh, body: BodyFit, skel, cfg: RigConfig):
@@ -107,6 +109,11 @@ def transfer_mesh_weights(textured: TexturedMesh, body: BodyFit, skel, cfg: RigC
     from human3d.rig.transfer import transfer_weights
 
     per_metre = (body.canonical_height / body.height_m) if body.height_m > 0 else 1.0
+    torso = np.zeros(len(skel.names), bool)
+    head = skel.names.index("head") if "head" in skel.names else 0
+    while head >= 0:  # the root-to-head chain
+        torso[head] = True
+        head = int(skel.parents[head])
     return transfer_weights(textured.vertices, textured.faces, body.vertices, body.faces, skel.weights,
                             trust_distance=cfg.trust_distance_m * per_metre, trust_angle_deg=cfg.trust_angle_deg,
-                            max_influences=cfg.max_influences)
+                            max_influences=cfg.max_influences, parents=skel.parents, torso=torso)

@@ -36,6 +36,8 @@ class TransferResult:
     joints: np.ndarray
     weights: np.ndarray
     source: np.ndarray
+    cut: np.ndarray | None = None
+    """(F,) bool: faces bridging body parts that never touch on the body (a hand fused to a thigh by carving)."""
     report: dict[str, float] = field(default_factory=dict)
 
 
@@ -153,8 +155,10 @@ def top_k(weights: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def transfer_weights(mesh_vertices: np.ndarray, mesh_faces: np.ndarray, body_vertices: np.ndarray,
                      body_faces: np.ndarray, body_weights: np.ndarray, *, trust_distance: float,
-                     trust_angle_deg: float = 35.0, max_influences: int = 4, knn: int = 8) -> TransferResult:
-    """Weights for the mesh (V, 3)/(F, 3) from the body (Vb, 3)/(Fb, 3) and its (Vb, J) weights (same frame)."""
+                     trust_angle_deg: float = 35.0, max_influences: int = 4, knn: int = 8,
+                     parents: np.ndarray | None = None, torso: np.ndarray | None = None) -> TransferResult:
+    """Weights for the mesh (V, 3)/(F, 3) from the body (Vb, 3)/(Fb, 3) and its (Vb, J) weights (same frame);
+    ``parents``/``torso``: the skeleton, to tell fused parts from blending ones (see :func:`bone_neighbourhood`)."""
     v, f, back = weld(np.asarray(mesh_vertices, np.float64), np.asarray(mesh_faces, np.int64))
     bv = np.asarray(body_vertices, np.float64)
     dist, tri, bary, agree = closest_body_points(bv, body_faces, v, vertex_normals(v, f), trust_angle_deg)
@@ -173,8 +177,59 @@ def transfer_weights(mesh_vertices: np.ndarray, mesh_faces: np.ndarray, body_ver
         source[lonely] = 2
     known = source != 1
     dense = inpaint(mesh_laplacian(v, f), known, dense)
+    compatible = bone_neighbourhood(body_faces, body_weights, parents, torso)
+    dense, cut = separate_fused_parts(dense, f, compatible)
     joints, weights = top_k(dense, max_influences)
     report = {"vertices": int(len(v)), "closest_surface": round(float(trusted.mean()), 4),
               "inpainted": round(float((source == 1).mean()), 4), "knn": round(float((source == 2).mean()), 4),
-              "components": int(n_comp)}
-    return TransferResult(joints=joints[back], weights=weights[back], source=source[back], report=report)
+              "components": int(n_comp), "faces_cut": int(cut.sum())}
+    return TransferResult(joints=joints[back], weights=weights[back], source=source[back], cut=cut, report=report)
+
+
+def bone_neighbourhood(body_faces: np.ndarray, body_weights: np.ndarray, parents: np.ndarray | None = None,
+                       torso: np.ndarray | None = None, hops: int = 2, tree_hops: int = 4) -> np.ndarray:
+    """(J, J) bool: bones whose weights may blend on one vertex. Two bones may when their regions on the body (the
+    vertices they dominate) are at most ``hops`` regions apart, or, given the skeleton (``parents`` (J,), ``torso``
+    (J,) bool: the root-to-head chain), when they are at most ``tree_hops`` bones apart or in the same limb (their
+    common ancestor is not a torso bone: fingers of one hand). A hand and a thigh, or the two shins, may not: weights
+    that mix them come from a carved surface that fused them where they touched."""
+    n = body_weights.shape[1]
+    dom = np.argmax(body_weights, axis=1)
+    e = np.concatenate([body_faces[:, [0, 1]], body_faces[:, [1, 2]], body_faces[:, [2, 0]]])
+    a = np.zeros((n, n), bool)
+    a[dom[e[:, 0]], dom[e[:, 1]]] = True
+    a |= a.T | np.eye(n, dtype=bool)
+    out = a.copy()
+    for _ in range(hops - 1):
+        out = (out.astype(np.int64) @ a.astype(np.int64)) > 0
+    if parents is None:
+        return out
+    chains = []
+    for j in range(n):  # the path from each bone up to the root
+        path, k = [], j
+        while k >= 0:
+            path.append(k)
+            k = int(parents[k])
+        chains.append(path)
+    for i in range(n):
+        up = {k: d for d, k in enumerate(chains[i])}
+        for j in range(i + 1, n):
+            lca = next(k for k in chains[j] if k in up)
+            dist = up[lca] + chains[j].index(lca)
+            same_limb = torso is not None and not torso[lca]
+            ok = dist <= tree_hops or same_limb
+            out[i, j] |= ok
+            out[j, i] |= ok
+    return out
+
+
+def separate_fused_parts(dense: np.ndarray, faces: np.ndarray, compatible: np.ndarray):
+    """Keep each vertex's weights on bones compatible with its strongest one (renormalised), and mark the faces whose
+    vertices' strongest bones are incompatible: (weights (V, J), cut (F,) bool). Without this a hand fused to a
+    thigh drags a spike of blended vertices between them as soon as either moves."""
+    dom = np.argmax(dense, axis=1)
+    kept = np.where(compatible[dom], dense, 0.0)
+    kept /= np.maximum(kept.sum(1, keepdims=True), 1e-12)
+    d = dom[faces]
+    cut = ~(compatible[d[:, 0], d[:, 1]] & compatible[d[:, 1], d[:, 2]] & compatible[d[:, 2], d[:, 0]])
+    return kept, cut

@@ -9,7 +9,7 @@ from scipy.spatial import cKDTree
 
 from human3d.config import RigConfig
 from human3d.rig import transfer_mesh_weights
-from human3d.rig.transfer import inpaint, mesh_laplacian, top_k
+from human3d.rig.transfer import bone_neighbourhood, inpaint, mesh_laplacian, separate_fused_parts, top_k
 from tests.rig.regions import region_weight, subtree
 
 
@@ -33,6 +33,7 @@ def test_every_vertex_has_at_most_four_normalised_weights_and_seam_copies_agree(
     _, first, inverse = np.unique(mesh.vertices, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
     assert len(first) < len(mesh.vertices)  # the fixture has a seam
+    assert tr.cut.sum() <= 0.002 * len(mesh.faces)  # nothing is fused in it: (almost) no face is cut
     np.testing.assert_array_equal(tr.joints, tr.joints[first][inverse])
     np.testing.assert_array_equal(tr.weights, tr.weights[first][inverse])
 
@@ -96,3 +97,20 @@ def test_top_k_keeps_the_strongest_and_renormalises():
     j, k = top_k(w, 4)
     assert list(j[0]) == [1, 3, 4, 0] and k[0].sum() == pytest.approx(1.0)
     assert list(k[1]) == [1.0, 0.0, 0.0, 0.0] and list(j[1]) == [0, 0, 0, 0]
+
+
+def test_a_bridge_between_parts_that_never_touch_on_the_body_is_cut():
+    # a body of three bones in a row (0-1-2, regions 0 and 2 two hops apart with hops=1: incompatible) and a mesh
+    # strip from bone 0 to bone 2 whose middle blends them, as inpainting over a fused bridge would
+    body_faces = np.array([[0, 1, 2], [1, 3, 2], [2, 3, 4], [3, 5, 4]])
+    body_w = np.eye(3)[[0, 0, 1, 1, 2, 2]]
+    compatible = bone_neighbourhood(body_faces, body_w, hops=1)
+    assert compatible[0, 1] and compatible[1, 2] and not compatible[0, 2]
+    t = np.linspace(0, 1, 11)
+    dense = np.zeros((22, 3))
+    dense[:, 0] = np.r_[1 - t, 1 - t]
+    dense[:, 2] = np.r_[t, t]
+    f = np.concatenate([[[i, i + 1, 11 + i], [i + 1, 12 + i, 11 + i]] for i in range(10)])
+    kept, cut = separate_fused_parts(dense, f, compatible)
+    assert np.all((kept == 0) | (kept == 1))  # every vertex on one side only
+    assert 1 <= cut.sum() <= 3  # only the faces across the middle
