@@ -150,6 +150,24 @@ class TextureConfig:
 
 
 @dataclass
+class RigConfig:
+    """Skeleton, skin, rest pose and clip of the GLB (human3d.rig)."""
+
+    enabled: bool = True
+    """Rig the GLB (OBJ and PLY are always static)."""
+    rest_pose: str = "photo"
+    """photo | a-pose | t-pose: the bind pose (photo keeps the photographed pose; the others unpose the mesh)."""
+    animation: str = "none"
+    """none | idle | walk | wave: a short procedural clip embedded in the GLB."""
+    trust_distance_m: float = 0.05
+    """A mesh vertex takes the body's weights at its closest body point only within this distance (metres)..."""
+    trust_angle_deg: float = 35.0
+    """...and when the two surfaces' normals differ by less than this; other vertices are inpainted."""
+    max_influences: int = 4
+    """Joints per vertex (glTF's JOINTS_0 holds 4)."""
+
+
+@dataclass
 class ExportConfig:
     """Writing the result."""
 
@@ -175,6 +193,7 @@ class ReconstructConfig:
     multiview: MultiViewConfig = field(default_factory=MultiViewConfig)
     carve: CarveConfig = field(default_factory=CarveConfig)
     texture: TextureConfig = field(default_factory=TextureConfig)
+    rig: RigConfig = field(default_factory=RigConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -46,6 +46,8 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("carve", "human3d.carve.carve:carve_mesh", ("multiview", "body"), "carve", Mesh, "carve"),
     StageSpec("texture", "human3d.texture:texture_mesh", ("carve", "multiview", "frame", "segment", "body"), "texture",
               TexturedMesh, "texture"),
+    # skipped unless the export is a rigged GLB (see Reconstructor.run)
+    StageSpec("rig", "human3d.rig:rig_mesh", ("texture", "body"), "rig", TexturedMesh, "rig"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -187,6 +189,11 @@ class Reconstructor:
         self.config = config
         self.on_event = on_event or (lambda e: None)
 
+    @property
+    def rigged(self) -> bool:
+        """Whether the run includes the rig stage: a GLB export with the rig enabled."""
+        return self.config.rig.enabled and self.config.export.format == "glb"
+
     # -- helpers -------------------------------------------------------------------------------------------------
     def _emit(self, kind: str, spec: StageSpec, fraction: float = 0.0, message: str = "", seconds: float = 0.0):
         self.on_event(ProgressEvent(kind, spec.name, spec.title, fraction, message, seconds))
@@ -239,6 +246,10 @@ class Reconstructor:
             check_output_path(Path(output), overwrite=overwrite, fmt=self.config.export.format, inputs=inputs)
         device = resolve_device(self.config.device)
         env = resolve_environment(self.config, device)
+        if self.rigged:
+            from human3d.rig import check_rig_config
+
+            check_rig_config(self.config.rig)
         work = Path(work_dir) if work_dir else None
         if work is not None:
             check_writable_folder(work)
@@ -247,6 +258,8 @@ class Reconstructor:
         values: dict[str, StageResult] = {}
 
         for index, spec in enumerate(STAGES):
+            if spec.name == "rig" and not self.rigged:
+                continue
             folder = work / f"{index}_{spec.name}" if work else None
             key = self._stage_key(spec, upstream, device, env)
             upstream = key
@@ -301,7 +314,7 @@ class Reconstructor:
         result.results = values
         if output is not None:
             t0 = time.perf_counter()
-            textured = values["texture"]
+            textured = values["rig"] if "rig" in values else values["texture"]
             assert isinstance(textured, TexturedMesh)
             export_mesh(textured, Path(output), fmt=self.config.export.format, overwrite=overwrite)
             result.timings["export"] = time.perf_counter() - t0

@@ -34,7 +34,10 @@ class StageResult:
         meta: dict[str, Any] = {"type": type(self).__name__}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            if isinstance(value, np.ndarray):
+            if isinstance(value, StageResult):  # a nested result (e.g. TexturedMesh.skin) gets its own sub-folder
+                value.save(folder / f.name)
+                meta[f.name] = {"$result": type(value).__name__}
+            elif isinstance(value, np.ndarray):
                 arrays[f.name] = value
             else:
                 meta[f.name] = value
@@ -59,6 +62,9 @@ class StageResult:
                 kwargs[f.name] = arrays[f.name]
             elif f.name in meta:
                 value = meta[f.name]
+                if isinstance(value, dict) and "$result" in value:
+                    kwargs[f.name] = globals()[value["$result"]].load(folder / f.name)
+                    continue
                 kwargs[f.name] = tuple(value) if isinstance(f.default, tuple) and isinstance(value, list) else value
         return cls(**kwargs)
 
@@ -211,6 +217,7 @@ class TexturedMesh(StageResult):
     vertices (V, 3) float32 and faces (F, 3) int64; uvs (V, 2) float32 per vertex (vertices are split along UV
     seams) or None; texture (H, W, 3) uint8 sRGB or None; vertex_colors (V, 3) uint8 or None.
     height_m: real standing height, used by the export transform; canonical_height likewise (see BodyFit).
+    skin: the rig (:class:`Skin`, same frame) or None for a static mesh.
     """
 
     vertices: np.ndarray
@@ -220,3 +227,34 @@ class TexturedMesh(StageResult):
     vertex_colors: np.ndarray | None = None
     height_m: float = 1.70
     canonical_height: float | None = None
+    skin: Skin | None = None
+
+
+@dataclass
+class Skin(StageResult):
+    """A linear-blend skin for a mesh, in the mesh's frame; the mesh as stored is the bind pose (human3d.rig).
+
+    joint_names (J); parents: (J,) int64, -1 for the root, parents first; bind_matrices: (J, 4, 4) float64 world
+    matrix of every joint in the bind pose (the inverse bind matrices are their inverses); joints: (V, 4) int64 and
+    weights: (V, 4) float32 per vertex (rows sum to 1, unused slots weight 0); humanoid: VRM/Unity humanoid bone ->
+    joint name; rest_pose: photo | a-pose | t-pose. An optional clip (clip_name non-empty): clip_times (K,) seconds,
+    clip_joints (A,) int64 joints it turns, clip_rotations (K, A, 4) float32 local rotations (x, y, z, w quaternions).
+    """
+
+    joint_names: list[str]
+    parents: np.ndarray
+    bind_matrices: np.ndarray
+    joints: np.ndarray
+    weights: np.ndarray
+    humanoid: dict[str, str] = field(default_factory=dict)
+    rest_pose: str = "photo"
+    clip_name: str = ""
+    clip_times: np.ndarray | None = None
+    clip_joints: np.ndarray | None = None
+    clip_rotations: np.ndarray | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def inverse_bind_matrices(self) -> np.ndarray:
+        """(J, 4, 4) float64."""
+        return np.linalg.inv(self.bind_matrices)

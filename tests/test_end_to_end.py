@@ -72,7 +72,7 @@ def test_front_render_matches_the_input_mask(reconstruction):
 def test_work_dir_keeps_every_intermediate_and_a_contact_sheet(reconstruction):
     res, tmp = reconstruction
     folders = sorted(p.name for p in (tmp / "work").iterdir())
-    assert folders == ["0_load", "1_segment", "2_frame", "3_body", "4_multiview", "5_carve", "6_texture"]
+    assert folders == ["0_load", "1_segment", "2_frame", "3_body", "4_multiview", "5_carve", "6_texture", "7_rig"]
     assert (tmp / "work" / "4_multiview" / "contact_sheet.png").stat().st_size > 1000
     assert res.backends["multiview"] == "prior"
 
@@ -85,6 +85,16 @@ def test_glb_passes_the_khronos_validator(reconstruction):
                          capture_output=True, text=True, timeout=120, check=True)
     report = json.loads(out.stdout)
     assert report["errors"] == 0, report["messages"]
+
+
+def test_glb_is_rigged_with_a_humanoid_skeleton(reconstruction):
+    from human3d.io.gltf_skin import read_glb_skin
+
+    res, tmp = reconstruction
+    skin = read_glb_skin(tmp / "person.glb")
+    assert skin is not None and {"hips", "head", "leftHand", "rightFoot"} <= set(skin.humanoid)
+    assert len(skin.weights) == len(res.results["rig"].vertices)
+    assert res.results["rig"].skin.report["closest_surface"] > 0.5
 
 
 @pytest.mark.parametrize("name", ["pexels-barbara-olsen-7869640.png", "pexels-marta-wave-6437749.png",

@@ -21,7 +21,9 @@ def reconstruct(
         None, "-o", "--output",
         help="One input: the output file (or a folder). Several: the output folder. "
              "Default: <name>.<format> here, or ./human3d_output/ for several."),
-    fmt: str | None = typer.Option(None, "--format", "-f", help="glb | obj | ply (default: from -o, else glb)."),
+    fmt: str | None = typer.Option(
+        None, "--format", "-f",
+        help="glb | obj | ply (default: from -o, else glb). Only GLB is rigged and animated; OBJ and PLY are static."),
     preset: str | None = typer.Option(
         None, "--preset", "-p", help="fast | default | quality (default: the --config file's, else default)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -73,6 +75,13 @@ def reconstruct(
              "inputs, into OUT/previews/; off for one, beside the output)."),
     report: bool = typer.Option(
         True, "--report/--no-report", help="Several inputs: write OUT/report.html at the end (human3d report)."),
+    rig: bool | None = typer.Option(
+        None, "--rig/--no-rig", help="GLB: a skeleton (humanoid bone map) and skin weights from the body fit "
+                                     "(default: on)."),
+    rest_pose: str | None = typer.Option(
+        None, "--rest-pose", help="photo | a-pose | t-pose: the GLB's bind pose (a/t-pose unpose the mesh)."),
+    animation: str | None = typer.Option(
+        None, "--animation", help="none | idle | walk | wave: a short clip in the GLB (needs the rig)."),
 ) -> None:
     """Reconstruct textured 3D meshes from photos of people.
 
@@ -87,7 +96,7 @@ def build_config(
     max_megapixels: float | None = None, mask: Path | None = None, segmenter: str | None = None,
     body_model: str | None = None, mv_backend: str | None = None, unet: Path | None = None,
     allow_pickle: bool = False, height: float | None = None, mv_dtype: str | None = None,
-    mv_masks: str | None = None,
+    mv_masks: str | None = None, rig: bool | None = None, rest_pose: str | None = None, animation: str | None = None,
 ):
     """The :class:`~human3d.config.ReconstructConfig` the command line asks for: preset, then the config file,
     then the dedicated flags that were given, then ``--set`` items."""
@@ -102,7 +111,7 @@ def build_config(
         "input.max_megapixels": max_megapixels, "segment.backend": segmenter, "body.model": body_model,
         "body.height_m": height, "multiview.backend": mv_backend, "multiview.unet_path": str(unet) if unet else None,
         "multiview.allow_pickle": True if allow_pickle else None, "multiview.dtype": mv_dtype,
-        "multiview.mask_method": mv_masks,
+        "multiview.mask_method": mv_masks, "rig.enabled": rig, "rig.rest_pose": rest_pose, "rig.animation": animation,
     }
     if mask is not None:
         flags.update({"segment.backend": "mask", "segment.mask_path": str(mask)})
@@ -121,7 +130,8 @@ def run_reconstruct(
     mv_dtype: str | None = None, mv_masks: str | None = None, config_file: Path | None = None,
     settings: list[str] | tuple[str, ...] = (), print_config: bool = False, jobs: int = 1, executor: str = "local",
     ray_address: str | None = None, ray_cpus_per_task: float | None = None, ray_gpus_per_task: float | None = None,
-    ray_storage: str = "shared", preview: bool | None = None, report: bool = True,
+    ray_storage: str = "shared", preview: bool | None = None, report: bool = True, rig: bool | None = None,
+    rest_pose: str | None = None, animation: str | None = None,
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem, worker_id
     from human3d.config import config_to_toml, resolve_device, set_config_value, validate_config
@@ -139,7 +149,7 @@ def run_reconstruct(
     cfg = build_config(preset, config_file, settings, device=device, seed=seed, weights_dir=weights_dir,
                        max_megapixels=max_megapixels, mask=mask, segmenter=segmenter, body_model=body_model,
                        mv_backend=mv_backend, unet=unet, allow_pickle=allow_pickle, height=height,
-                       mv_dtype=mv_dtype, mv_masks=mv_masks)
+                       mv_dtype=mv_dtype, mv_masks=mv_masks, rig=rig, rest_pose=rest_pose, animation=animation)
     if fmt is not None:
         set_config_value(cfg, "export.format", fmt.lower())
     if print_config:
@@ -148,6 +158,12 @@ def run_reconstruct(
     if not inputs:
         raise UsageError("no input given: name image files, folders or globs (or use --print-config)")
     validate_config(cfg)
+    from human3d.rig import check_rig_config
+
+    check_rig_config(cfg.rig)
+    clip_or_pose = cfg.rig.animation != "none" or cfg.rig.rest_pose != "photo"
+    if not cfg.rig.enabled and clip_or_pose:
+        raise UsageError("--animation and --rest-pose need the rig; drop --no-rig")
     spread = ExecutorSettings(executor=executor, jobs=jobs, ray_address=ray_address,
                               ray_cpus_per_task=ray_cpus_per_task, ray_gpus_per_task=ray_gpus_per_task,
                               storage=ray_storage)
@@ -190,6 +206,8 @@ def run_reconstruct(
     if work_dir is not None:
         check_writable_folder(work_dir)
     cfg.export.format = fmt
+    if fmt != "glb" and clip_or_pose:
+        raise UsageError(f"--animation and --rest-pose need a GLB output; {fmt.upper()} is static")
     # names of backends, devices and the weights they need: resolved (what `auto` becomes) before any stage runs
     resolve_environment(cfg, resolve_device(cfg.device))
     previews = _preview_paths(outputs, single, preview, overwrite)

@@ -13,7 +13,8 @@ from human3d.errors import BadInputError, UsageError
 
 def render(
     mesh: Path = typer.Argument(..., help="A mesh written by human3d (GLB, OBJ or PLY)."),
-    turntable: Path | None = typer.Option(None, "--turntable", help="Write a turntable video (.mp4 or .gif)."),
+    turntable: Path | None = typer.Option(
+        None, "--turntable", help="Write a turntable video (.mp4 or .gif); a GLB's animation plays while it turns."),
     image: Path | None = typer.Option(None, "--image", help="Write one still view (.png)."),
     azimuth: float = typer.Option(0.0, "--azimuth", help="Azimuth of the still view in degrees (0 = front)."),
     frames: int = typer.Option(60, "--frames", help="Frames in one turn (1 to 3600)."),
@@ -30,6 +31,12 @@ def render(
     _check_options(mesh, turntable, image, azimuth, frames, fps, size, overwrite)
     m = read_mesh(mesh)
     check_renderable(m, mesh)
+    if mesh.suffix.lower() == ".glb":
+        from human3d.io.gltf_skin import read_glb_skin
+
+        skin = read_glb_skin(mesh)
+        if skin is not None and len(skin.weights) == len(m.vertices):
+            m.skin = skin  # a rigged GLB with a clip: the turntable plays it
     if image is not None:
         frame = next(render_views(m, [azimuth], size))
         atomic_write_bytes(image, png_bytes(frame), overwrite=overwrite)

@@ -61,6 +61,14 @@ def export_transform(
     ``canonical_height`` is the subject's standing height in canonical units; when None the mesh's own y extent is
     used (right for a standing subject, an approximation for a crouching one).
     """
+    s, offset = export_affine(vertices, height_m, canonical_height)
+    return (np.asarray(vertices, dtype=np.float64) * s + offset).astype(np.float32)
+
+
+def export_affine(
+    vertices: np.ndarray, height_m: float, canonical_height: float | None = None
+) -> tuple[float, np.ndarray]:
+    """The export transform of :func:`export_transform` as ``x -> s * x + offset``: (s, (3,) offset)."""
     v = np.asarray(vertices, dtype=np.float64)
     if len(v) == 0:
         raise UsageError("cannot export an empty mesh")
@@ -68,11 +76,9 @@ def export_transform(
     if not np.isfinite(extent) or extent <= 0:
         raise UsageError("cannot export a mesh with zero height")
     s = height_m / extent
-    out = v * s
-    out[:, 1] -= out[:, 1].min()
-    out[:, 0] -= 0.5 * (out[:, 0].min() + out[:, 0].max())
-    out[:, 2] -= 0.5 * (out[:, 2].min() + out[:, 2].max())
-    return out.astype(np.float32)
+    lo, hi = v.min(0) * s, v.max(0) * s
+    offset = np.array([-0.5 * (lo[0] + hi[0]), -lo[1], -0.5 * (lo[2] + hi[2])])
+    return s, offset
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -154,8 +160,18 @@ def export_mesh(mesh: TexturedMesh, path: str | Path, *, fmt: str | None = None,
         return path
     tm = _to_trimesh(mesh, vertices, for_glb=fmt == "glb")
     data = tm.export(file_type=fmt)
+    if fmt == "glb" and mesh.skin is not None:
+        data = _rig_glb(data, mesh)
     atomic_write_bytes(path, data if isinstance(data, bytes) else data.encode(), overwrite=overwrite)
     return path
+
+
+def _rig_glb(data: bytes, mesh: TexturedMesh) -> bytes:
+    """Add the mesh's skin (and clip) to the GLB trimesh wrote, in the export frame (see human3d.io.gltf_skin)."""
+    from human3d.io.gltf_skin import add_skin_to_glb, skin_to_export
+
+    s, offset = export_affine(mesh.vertices, mesh.height_m, mesh.canonical_height)
+    return add_skin_to_glb(data, skin_to_export(mesh.skin, s, offset))
 
 
 def read_mesh(path: str | Path) -> TexturedMesh:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +27,24 @@ def _normalised(vertices: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 512, renderer: str = "auto",
-                 chunk: int = 8) -> Iterator[np.ndarray]:
-    """Yield one (R, R, 3) uint8 image per azimuth: the mesh's colours with simple head-light shading on white."""
+                 chunk: int = 8, poses: list[np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    """Yield one (R, R, 3) uint8 image per azimuth: the mesh's colours with simple head-light shading on white.
+
+    poses: optionally one (V, 3) vertex array per azimuth (an animation), framed like the mesh's own vertices with a
+    margin so that raised arms stay in view.
+    """
     raster = get_rasterizer(renderer, "cpu")
+    if poses is not None:
+        lo, hi = np.min([p.min(0) for p in poses], 0), np.max([p.max(0) for p in poses], 0)
+        _, extent = _normalised(np.asarray(mesh.vertices, np.float64))
+        centre = 0.5 * (lo + hi)
+        extent = max(extent, float(np.max(hi - lo)) / 2)
+        for azimuth, pose in zip(azimuths, poses):
+            moved = dataclasses.replace(
+                mesh, vertices=((np.asarray(pose, np.float64) - centre) / extent * 0.9).astype(np.float32))
+            yield from render_shaded(moved, [OrthoCamera(f"az{azimuth:g}", float(azimuth), resolution)],
+                                     raster=raster)
+        return
     v_np, _ = _normalised(np.asarray(mesh.vertices, np.float64))
     framed = TexturedMesh(vertices=v_np.astype(np.float32), faces=mesh.faces, uvs=mesh.uvs, texture=mesh.texture,
                           vertex_colors=mesh.vertex_colors)
@@ -85,7 +101,8 @@ def render_shaded(mesh: TexturedMesh, cameras: list[OrthoCamera], normals: np.nd
 
 def write_turntable(mesh: TexturedMesh, path: str | Path, frames: int = 60, resolution: int = 512, fps: int = 30,
                     overwrite: bool = False, renderer: str = "auto") -> Path:
-    """Write a turntable video (.mp4 through imageio-ffmpeg, or .gif) of ``mesh`` turning once, atomically."""
+    """Write a turntable video (.mp4 through imageio-ffmpeg, or .gif) of ``mesh`` turning once, atomically; a mesh
+    whose skin carries a clip plays it (looped) while turning."""
     import imageio.v2 as imageio
 
     path = Path(path)
@@ -104,6 +121,16 @@ def write_turntable(mesh: TexturedMesh, path: str | Path, frames: int = 60, reso
             size = resolution
             writer = imageio.get_writer(tmp, format="GIF", mode="I", duration=1000.0 / fps, loop=0)
         with writer:
-            for frame in render_views(mesh, azimuths, size, renderer):
+            for frame in render_views(mesh, azimuths, size, renderer, poses=_clip_poses(mesh, frames, fps)):
                 writer.append_data(frame)
     return path
+
+
+def _clip_poses(mesh: TexturedMesh, frames: int, fps: int) -> list[np.ndarray] | None:
+    """The mesh's vertices at every frame of its skin's clip (frame i at i / fps seconds), or None without one."""
+    skin = mesh.skin
+    if skin is None or not skin.clip_name or skin.clip_times is None:
+        return None
+    from human3d.io.gltf_skin import posed_vertices
+
+    return [posed_vertices(skin, mesh.vertices, i / fps) for i in range(frames)]
