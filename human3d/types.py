@@ -211,6 +211,9 @@ class TexturedMesh(StageResult):
     vertices (V, 3) float32 and faces (F, 3) int64; uvs (V, 2) float32 per vertex (vertices are split along UV
     seams) or None; texture (H, W, 3) uint8 sRGB or None; vertex_colors (V, 3) uint8 or None.
     height_m: real standing height, used by the export transform; canonical_height likewise (see BodyFit).
+    normals: (V, 3) float32 unit vertex normals, equal on the split copies of a position, or None (computed at
+    export by :func:`human3d.texture.shading.smooth_normals`); normal_texture: (H, W, 3) uint8 tangent-space
+    normal map (tangents from :func:`human3d.texture.shading.vertex_tangents`) or None.
     """
 
     vertices: np.ndarray
@@ -220,3 +223,5 @@ class TexturedMesh(StageResult):
     vertex_colors: np.ndarray | None = None
     height_m: float = 1.70
     canonical_height: float | None = None
+    normals: np.ndarray | None = None
+    normal_texture: np.ndarray | None = None

@@ -42,6 +42,10 @@ def reconstruct(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (can run code)."),
     height: float | None = typer.Option(
         None, "--height", help="The person's height in metres, if known (default: estimated, else 1.70)."),
+    faces: int | None = typer.Option(
+        None, "--faces", help="Decimate the mesh to this many triangles (at least 100) before texturing."),
+    normal_map: bool = typer.Option(
+        False, "--normal-map", help="With --faces: bake the full mesh's detail into a normal map (GLB, OBJ)."),
 ) -> None:
     """Reconstruct textured 3D meshes from photos of people."""
     run_reconstruct(**locals())
@@ -51,12 +55,13 @@ def run_reconstruct(
     inputs: list[str], output: Path | None, fmt: str | None, preset: str, overwrite: bool, work_dir: Path | None,
     device: str, seed: int, json_out: bool, quiet: bool, verbose: bool, debug: bool, weights_dir: Path | None,
     max_megapixels: float | None, mask: Path | None, segmenter: str, body_model: str, mv_backend: str,
-    unet: Path | None, allow_pickle: bool, height: float | None,
+    unet: Path | None, allow_pickle: bool, height: float | None, faces: int | None = None, normal_map: bool = False,
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem
     from human3d.config import preset_config, resolve_device
     from human3d.io.meshes import check_output_path, format_from_path
     from human3d.pipeline import Reconstructor
+    from human3d.texture.decimate import check_face_options
 
     configure_logging(quiet, verbose)
     try:
@@ -66,6 +71,8 @@ def run_reconstruct(
     resolve_device(device)  # fail early on --device cuda without a GPU
     if max_megapixels is not None and max_megapixels <= 0:
         raise UsageError("--max-megapixels must be positive")
+    check_face_options(faces, normal_map)
+    cfg.texture.faces, cfg.texture.normal_map = faces, normal_map
     cfg.input.max_megapixels = max_megapixels
     cfg.segment.backend = segmenter
     if mask is not None:
@@ -103,6 +110,8 @@ def run_reconstruct(
         out_dir.mkdir(parents=True, exist_ok=True)
         summary_path = out_dir / "summary.json"
     cfg.export.format = fmt
+    if normal_map and fmt == "ply":
+        raise UsageError("--normal-map needs a textured format: use .glb or .obj (PLY carries vertex colours only)")
 
     with ProgressReporter(quiet=quiet, verbose=verbose) as reporter:
         def process(src: Path, dst: Path, item_work: Path | None):

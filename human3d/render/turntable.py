@@ -11,8 +11,9 @@ import torch
 from human3d.cameras import OrthoCamera
 from human3d.errors import UsageError
 from human3d.io.atomic import atomic_path
-from human3d.render import get_rasterizer, vertex_normals
+from human3d.render import get_rasterizer
 from human3d.texture.fuse import sample_bilinear
+from human3d.texture.shading import smooth_normals, vertex_tangents
 from human3d.types import TexturedMesh
 
 
@@ -25,20 +26,46 @@ def _normalised(vertices: np.ndarray) -> tuple[np.ndarray, float]:
     return (vertices - centre) / extent * 0.9, extent
 
 
+def _shading_normals(mesh: TexturedMesh) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(V, 3) the mesh's own normals (the exported ones; smooth welded ones when it has none) and (V, 4) tangents
+    when it has a normal map and UVs, else None."""
+    normals = mesh.normals if mesh.normals is not None else smooth_normals(mesh.vertices, mesh.faces)
+    tangents = None
+    if mesh.normal_texture is not None and mesh.uvs is not None:
+        tangents = torch.as_tensor(vertex_tangents(mesh.vertices, mesh.faces, mesh.uvs, normals))
+    return torch.as_tensor(np.asarray(normals, np.float32)), tangents
+
+
+def _apply_normal_map(n: np.ndarray, frame: np.ndarray, uv: np.ndarray, normal_texture: np.ndarray) -> np.ndarray:
+    """(K, 3) interpolated normals, (K, 4) interpolated tangents, (K, 2) uvs -> (K, 3) normals from the map, as a
+    glTF viewer computes them: normalize(t x + w cross(n, t) y + n z)."""
+    th, tw = normal_texture.shape[:2]
+    xy = np.stack([uv[:, 0] * tw, (1.0 - uv[:, 1]) * th], -1)
+    local = sample_bilinear(normal_texture.astype(np.float32) / 255.0, xy)[:, :3] * 2.0 - 1.0
+    t = frame[:, :3] - n * np.sum(frame[:, :3] * n, -1, keepdims=True)
+    t /= np.maximum(np.linalg.norm(t, axis=-1, keepdims=True), 1e-9)
+    b = np.sign(frame[:, 3:4] + 1e-9) * np.cross(n, t)
+    out = t * local[:, :1] + b * local[:, 1:2] + n * local[:, 2:3]
+    return out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-9)
+
+
 def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 512, renderer: str = "auto",
                  chunk: int = 8) -> Iterator[np.ndarray]:
-    """Yield one (R, R, 3) uint8 image per azimuth: the mesh's colours with simple head-light shading on white."""
+    """Yield one (R, R, 3) uint8 image per azimuth: the mesh's colours with simple head-light shading on white,
+    shaded with the mesh's own normals (and its normal map when it has one)."""
     raster = get_rasterizer(renderer, "cpu")
-    v_np, _ = _normalised(np.asarray(mesh.vertices, np.float64))
+    v_np, _ = _normalised(np.asarray(mesh.vertices, np.float64))  # a uniform scale: the normals still hold
     v = torch.as_tensor(v_np, dtype=torch.float32)
     f = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
-    vn = vertex_normals(v, f)
+    vn, tangents = _shading_normals(mesh)
     if mesh.texture is not None and mesh.uvs is not None:
         attr = torch.cat([vn, torch.as_tensor(mesh.uvs, dtype=torch.float32)], 1)
     elif mesh.vertex_colors is not None:
         attr = torch.cat([vn, torch.as_tensor(mesh.vertex_colors[:, :3], dtype=torch.float32) / 255.0], 1)
     else:
         attr = torch.cat([vn, torch.full((len(v), 3), 0.75)], 1)
+    if tangents is not None:
+        attr = torch.cat([attr, tangents], 1)  # the last 4 channels
     for start in range(0, len(azimuths), chunk):
         cams = [OrthoCamera(f"az{a:g}", float(a), resolution) for a in azimuths[start:start + chunk]]
         with torch.no_grad():
@@ -48,6 +75,9 @@ def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 51
         for b, cam in enumerate(cams):
             n = img[b, ..., :3]
             n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+            if tangents is not None:
+                n[mask[b]] = _apply_normal_map(n[mask[b]], img[b, ..., -4:][mask[b]], img[b, ..., 3:5][mask[b]],
+                                               mesh.normal_texture)
             shade = 0.35 + 0.65 * np.clip(n @ cam.direction, 0.0, 1.0)
             if mesh.texture is not None and mesh.uvs is not None:
                 uv = img[b, ..., 3:5][mask[b]]
