@@ -219,6 +219,8 @@ def read_mesh(path: str | Path) -> TexturedMesh:
             normal_texture = np.asarray(bump.convert("RGB"))
     elif visual.kind == "vertex":
         colors = np.asarray(visual.vertex_colors)[:, :3].astype(np.uint8)
+    elif "color" in getattr(visual, "vertex_attributes", {}):  # COLOR_0 beside an untextured glTF material
+        colors = np.asarray(visual.vertex_attributes["color"])[:, :3].astype(np.uint8)
     v = np.asarray(loaded.vertices, dtype=np.float32)
     normals = None
     if "vertex_normals" in loaded._cache.cache:  # only when the file had them: trimesh computes them otherwise
