@@ -26,7 +26,7 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.n
 
     open3d's quadric error decimation (Garland & Heckbert 1997). A mesh with fewer triangles than ``target`` is
     first split at edge midpoints (the shape is unchanged, no detail is added) so the count can still be met; the
-    note says so.
+    note says so, and says when the result is not edge- and vertex-manifold (open3d does not guarantee it).
     """
     import open3d as o3d
     import trimesh
@@ -44,5 +44,7 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.n
         mesh.remove_degenerate_triangles()
         mesh.remove_duplicated_triangles()
         mesh.remove_unreferenced_vertices()
+        if not (mesh.is_edge_manifold(allow_boundary_edges=True) and mesh.is_vertex_manifold()):
+            note = "; ".join(filter(None, [note, "the decimated mesh has non-manifold edges or vertices"]))
         v, f = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
     return v.astype(np.float32), f.astype(np.int64), note
