@@ -134,7 +134,7 @@ class CarveConfig:
 
 @dataclass
 class TextureConfig:
-    """Colour fusion and UV texture."""
+    """Decimation (optional), colour fusion, UV texture and normal map."""
 
     texture_size: int = 2048
     cos_power: float = 2.0

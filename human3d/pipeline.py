@@ -152,10 +152,12 @@ class Reconstructor:
         anything the user can fix.
         """
         from human3d.io.meshes import check_output_path, export_mesh
+        from human3d.texture.decimate import check_face_options
 
         image_path = Path(image_path)
         if output is not None:
             check_output_path(Path(output), overwrite=overwrite)
+        check_face_options(self.config.texture.faces, self.config.texture.normal_map)
         device = resolve_device(self.config.device)
         work = Path(work_dir) if work_dir else None
         result = ReconstructionResult(output=None)
