@@ -64,8 +64,8 @@ def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 51
         attr = torch.cat([vn, torch.as_tensor(mesh.vertex_colors[:, :3], dtype=torch.float32) / 255.0], 1)
     else:
         attr = torch.cat([vn, torch.full((len(v), 3), 0.75)], 1)
-    if tangents is not None:
-        attr = torch.cat([attr, tangents], 1)  # the last 4 channels
+    if tangents is not None:  # the last 6 channels: uv, tangent
+        attr = torch.cat([attr, torch.as_tensor(mesh.uvs, dtype=torch.float32), tangents], 1)
     for start in range(0, len(azimuths), chunk):
         cams = [OrthoCamera(f"az{a:g}", float(a), resolution) for a in azimuths[start:start + chunk]]
         with torch.no_grad():
@@ -76,7 +76,7 @@ def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 51
             n = img[b, ..., :3]
             n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
             if tangents is not None:
-                n[mask[b]] = _apply_normal_map(n[mask[b]], img[b, ..., -4:][mask[b]], img[b, ..., 3:5][mask[b]],
+                n[mask[b]] = _apply_normal_map(n[mask[b]], img[b, ..., -4:][mask[b]], img[b, ..., -6:-4][mask[b]],
                                                mesh.normal_texture)
             shade = 0.35 + 0.65 * np.clip(n @ cam.direction, 0.0, 1.0)
             if mesh.texture is not None and mesh.uvs is not None:
