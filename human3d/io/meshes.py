@@ -121,6 +121,7 @@ def _write_obj(path: Path, m: TexturedMesh, vertices: np.ndarray, normals: np.nd
     else:
         lines += [f"v {a:.6f} {b:.6f} {d:.6f}" for a, b, d in vertices]
     lines += [f"vn {a:.5f} {b:.5f} {c:.5f}" for a, b, c in normals]
+    lines.append("s 1")  # one smoothing group: importers that ignore vn (or rebuild tangents) shade smoothly too
     if has_tex:
         lines += [f"vt {u:.6f} {v:.6f}" for u, v in m.uvs]
         lines += [f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}" for a, b, c in (m.faces + 1)]
