@@ -46,7 +46,8 @@ def normals_on_surface(vertices: np.ndarray, faces: np.ndarray, normals: np.ndar
 
 
 def bake_normal_map(full_vertices: np.ndarray, full_faces: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
-                    uvs: np.ndarray, normals: np.ndarray, size: int, renderer: str = "auto") -> np.ndarray:
+                    uvs: np.ndarray, normals: np.ndarray, size: int, renderer: str = "auto", chunk: int = 1 << 20
+                    ) -> np.ndarray:
     """(size, size, 3) uint8 tangent-space normal map of the mesh (vertices (V, 3), faces (F, 3), uvs (V, 2) v up,
     normals (V, 3): the ones exported) carrying the normals of the full mesh (full_vertices, full_faces).
 
@@ -54,21 +55,25 @@ def bake_normal_map(full_vertices: np.ndarray, full_faces: np.ndarray, vertices:
     """
     v, f, n_v = np.asarray(vertices, np.float64), np.asarray(faces, np.int64), np.asarray(normals, np.float64)
     tangents = vertex_tangents(vertices, faces, uvs, normals).astype(np.float64)
+    full_normals = smooth_normals(full_vertices, full_faces)
+    max_distance = 4.0 * float(np.linalg.norm(v[f[:, 1]] - v[f[:, 0]], axis=1).mean())
     tri_id, bary = rasterize_uv(uvs, faces, size, renderer)
     covered = tri_id >= 0
-    corner = f[tri_id[covered]]  # (K, 3)
-    b = bary[covered].astype(np.float64)
-    p = np.einsum("kc,kcd->kd", b, v[corner])
-    n = _unit(np.einsum("kc,kcd->kd", b, n_v[corner]))
-    t = np.einsum("kc,kcd->kd", b, tangents[corner, :3])
-    t = _unit(t - n * np.einsum("kd,kd->k", t, n)[:, None])
-    bt = tangents[corner[:, 0], 3:4] * np.cross(n, t)
-    edges = np.linalg.norm(v[f[:, 1]] - v[f[:, 0]], axis=1)
-    detail = normals_on_surface(full_vertices, full_faces, smooth_normals(full_vertices, full_faces), p, n,
-                                max_distance=4.0 * float(edges.mean()))
-    local = np.stack([np.einsum("kd,kd->k", detail, a) for a in (t, bt, n)], 1)
-    local[:, 2] = np.maximum(local[:, 2], 0.05)  # a detail normal facing away from the surface cannot be shown
-    image = np.full((size, size, 3), (0.5, 0.5, 1.0))
-    image[covered] = (_unit(local) + 1.0) * 0.5
+    texels = np.flatnonzero(covered)
+    image = np.full((size * size, 3), (0.5, 0.5, 1.0))
+    for start in range(0, len(texels), chunk):  # bounded memory at 4096^2
+        k = texels[start:start + chunk]
+        corner = f[tri_id.reshape(-1)[k]]  # (K, 3)
+        b = bary.reshape(-1, 3)[k].astype(np.float64)
+        p = np.einsum("kc,kcd->kd", b, v[corner])
+        n = _unit(np.einsum("kc,kcd->kd", b, n_v[corner]))
+        t = np.einsum("kc,kcd->kd", b, tangents[corner, :3])
+        t = _unit(t - n * np.einsum("kd,kd->k", t, n)[:, None])
+        bt = tangents[corner[:, 0], 3:4] * np.cross(n, t)
+        detail = normals_on_surface(full_vertices, full_faces, full_normals, p, n, max_distance)
+        local = np.stack([np.einsum("kd,kd->k", detail, a) for a in (t, bt, n)], 1)
+        local[:, 2] = np.maximum(local[:, 2], 0.05)  # a detail normal facing away from the surface cannot be shown
+        image[k] = (_unit(local) + 1.0) * 0.5
+    image = image.reshape(size, size, 3)
     image = dilate(image, covered)
     return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)

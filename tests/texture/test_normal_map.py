@@ -64,6 +64,7 @@ def test_the_map_of_a_mesh_against_itself_is_flat():
     tri_id, _ = rasterize_uv(uv, f, SIZE)
     texels = image[tri_id >= 0].astype(int)
     assert np.abs(texels - [128, 128, 255]).max() <= 3
+    np.testing.assert_array_equal(bake_normal_map(v, f, v, f, uv, n, SIZE, chunk=5000), image)  # chunks agree
 
 
 def test_the_map_restores_the_detail_the_decimation_removed():
