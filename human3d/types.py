@@ -211,9 +211,11 @@ class TexturedMesh(StageResult):
     vertices (V, 3) float32 and faces (F, 3) int64; uvs (V, 2) float32 per vertex (vertices are split along UV
     seams) or None; texture (H, W, 3) uint8 sRGB or None; vertex_colors (V, 3) uint8 or None.
     height_m: real standing height, used by the export transform; canonical_height likewise (see BodyFit).
-    normals: (V, 3) float32 unit vertex normals, equal on the split copies of a position, or None (computed at
-    export by :func:`human3d.texture.shading.smooth_normals`); normal_texture: (H, W, 3) uint8 tangent-space
-    normal map (tangents from :func:`human3d.texture.shading.vertex_tangents`) or None.
+    normals: (V, 3) float32 unit vertex normals (e.g. read from a file), or None: the export then computes them
+    from the geometry with :func:`human3d.texture.shading.smooth_normals` (equal on the split copies of a
+    position); the pipeline leaves None so that a stage moving vertices never leaves stale normals.
+    normal_texture: (H, W, 3) uint8 tangent-space normal map (tangents from
+    :func:`human3d.texture.shading.vertex_tangents`) or None.
     """
 
     vertices: np.ndarray

@@ -61,15 +61,17 @@ def texture_mesh(mesh: Mesh, views: MultiView, framed: Framed, cutout: Cutout, b
     ctx.progress(0.2, f"unwrapping {len(mesh.faces)} faces and baking a {cfg.texture_size}px texture")
     v, f, uv, tex, vcol = bake_texture(mesh.vertices, mesh.faces, sources, depths, size=cfg.texture_size,
                                        cos_power=cfg.cos_power, padding=cfg.padding, renderer=cfg.renderer)
-    normals = smooth_normals(v, f)  # welded by position: the copies split along UV seams share one normal
     normal_texture = None
     if cfg.normal_map:
         ctx.progress(0.8, f"baking the detail of {len(full.faces)} triangles into a normal map")
-        normal_texture = bake_normal_map(full.vertices, full.faces, v, f, uv, normals, cfg.texture_size,
-                                         cfg.renderer)
+        # against the normals the export computes from this geometry (smooth_normals: welded, so seam-free)
+        normal_texture = bake_normal_map(full.vertices, full.faces, v, f, uv, smooth_normals(v, f),
+                                         cfg.texture_size, cfg.renderer)
     ctx.progress(1.0, "done")
+    # normals stay None: the export computes them from the final geometry, so a later stage that moves vertices
+    # (the rig's rest pose) never leaves stale ones; a tangent-space map follows the surface as it moves
     return TexturedMesh(vertices=v, faces=f, uvs=uv, texture=tex, vertex_colors=vcol, height_m=body.height_m,
-                        canonical_height=body.canonical_height, normals=normals, normal_texture=normal_texture)
+                        canonical_height=body.canonical_height, normal_texture=normal_texture)
 
 
 __all__ = ["texture_mesh", "color_sources", "bake_texture", "fuse_colors", "propagate_colors", "depth_maps",
