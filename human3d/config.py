@@ -136,7 +136,7 @@ class CarveConfig:
 
 @dataclass
 class TextureConfig:
-    """Colour fusion and UV texture."""
+    """Decimation (optional), colour fusion, UV texture and normal map."""
 
     texture_size: int = 2048
     cos_power: float = 2.0
@@ -147,6 +147,11 @@ class TextureConfig:
     """Take the front view's colours from the input photo at full resolution."""
     renderer: str = "auto"
     """Visibility backend: auto | torch | open3d."""
+    faces: int | None = None
+    """Decimate the carved mesh to this many triangles (quadric decimation) before the UV unwrap; None keeps the
+    carved mesh as it is."""
+    normal_map: bool = False
+    """Bake the full carved mesh's detail into a tangent-space normal map of the decimated mesh (needs faces)."""
 
 
 @dataclass

@@ -239,11 +239,13 @@ class Reconstructor:
         """
         from human3d.io.atomic import check_writable_folder
         from human3d.io.meshes import check_output_path, export_mesh
+        from human3d.texture.decimate import check_face_options
 
         image_path = Path(image_path)
         inputs = tuple(Path(p) for p in (image_path, self.config.segment.mask_path) if p)
         if output is not None:
             check_output_path(Path(output), overwrite=overwrite, fmt=self.config.export.format, inputs=inputs)
+        check_face_options(self.config.texture.faces, self.config.texture.normal_map)
         device = resolve_device(self.config.device)
         env = resolve_environment(self.config, device)
         if self.rigged:

@@ -218,6 +218,11 @@ class TexturedMesh(StageResult):
     seams) or None; texture (H, W, 3) uint8 sRGB or None; vertex_colors (V, 3) uint8 or None.
     height_m: real standing height, used by the export transform; canonical_height likewise (see BodyFit).
     skin: the rig (:class:`Skin`, same frame) or None for a static mesh.
+    normals: (V, 3) float32 unit vertex normals (e.g. read from a file), or None: the export then computes them
+    from the geometry with :func:`human3d.texture.shading.smooth_normals` (equal on the split copies of a
+    position); the pipeline leaves None so that a stage moving vertices never leaves stale normals.
+    normal_texture: (H, W, 3) uint8 tangent-space normal map (tangents from
+    :func:`human3d.texture.shading.vertex_tangents`) or None.
     """
 
     vertices: np.ndarray
@@ -228,6 +233,8 @@ class TexturedMesh(StageResult):
     height_m: float = 1.70
     canonical_height: float | None = None
     skin: Skin | None = None
+    normals: np.ndarray | None = None
+    normal_texture: np.ndarray | None = None
 
 
 @dataclass

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import trimesh
+from typer.testing import CliRunner
 
 from human3d.cameras import OrthoCamera
 from human3d.config import preset_config
-from human3d.io.meshes import export_transform
+from human3d.io.meshes import export_mesh, export_transform, read_mesh
 from human3d.pipeline import Reconstructor
 from human3d.render import get_rasterizer
+from human3d.texture.shading import weld_by_position
 from tests.conftest import SHARED_DATA
+from tests.gltf_check import glb_json, khronos_report
 
-REPO = Path(__file__).resolve().parents[1]
-VALIDATOR = REPO / ".tools" / "node_modules" / "gltf-validator"
+# what the carving part of issue 11 (branch geom) delivers; main's carve does not yet
+CARVING = "issue 11, carving part: main's carve leaves debris pieces, ~190 self-intersections and ~2.5k triangles"
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +77,8 @@ def test_work_dir_keeps_every_intermediate_and_a_contact_sheet(reconstruction):
 
 def test_glb_passes_the_khronos_validator(reconstruction):
     _, tmp = reconstruction
-    if shutil.which("node") is None or not VALIDATOR.is_dir():
-        pytest.skip("node or the gltf-validator npm package is absent (make install adds it when node is present)")
-    out = subprocess.run(["node", str(REPO / "tools" / "gltf_validate.js"), str(VALIDATOR), str(tmp / "person.glb")],
-                         capture_output=True, text=True, timeout=120, check=True)
-    report = json.loads(out.stdout)
-    assert report["errors"] == 0, report["messages"]
+    report = khronos_report(tmp / "person.glb")
+    assert report["errors"] == 0 and report["warnings"] == 0, report["messages"]
 
 
 def test_glb_is_rigged_with_a_humanoid_skeleton(reconstruction):
@@ -97,8 +91,7 @@ def test_glb_is_rigged_with_a_humanoid_skeleton(reconstruction):
     assert res.results["rig"].skin.report["closest_surface"] > 0.5
 
 
-@pytest.mark.parametrize("name", ["pexels-barbara-olsen-7869640.png", "pexels-marta-wave-6437749.png",
-                                  "flickr_39742984604_cc0_group.jpg"])
+@pytest.mark.parametrize("name", ["pexels-marta-wave-6437749.png", "flickr_39742984604_cc0_group.jpg"])
 def test_shared_photos_reconstruct_without_error(name, tmp_path):
     photo = SHARED_DATA / "photos" / name
     if not photo.is_file():
@@ -121,3 +114,105 @@ def test_preview_of_the_result_has_the_input_silhouette(reconstruction):
     front = silhouette(front_panel(image), PREVIEW_BG)
     mask = np.asarray(Image.fromarray(res.results["frame"].mask).resize(front.shape[::-1], Image.NEAREST))
     assert iou(front, mask) > 0.85
+
+
+# -- what a user checks in the asset, on a shared photo (the fast preset; then --faces 5000 --normal-map) ----------
+
+@pytest.fixture(scope="module")
+def shared_asset(tmp_path_factory):
+    """out.glb + out.obj from the fast preset, and low.glb from the CLI with --faces 5000 --normal-map (it resumes
+    from the first run's carve in the same work dir)."""
+    from human3d.cli import app
+
+    photo = SHARED_DATA / "photos" / "pexels-barbara-olsen-7869640.png"
+    if not photo.is_file():
+        pytest.skip(f"{photo} is absent")
+    tmp = tmp_path_factory.mktemp("asset")
+    res = Reconstructor(preset_config("fast", device="cpu")).run(photo, tmp / "out.glb", work_dir=tmp / "work")
+    export_mesh(res.results["texture"], tmp / "out.obj")
+    r = CliRunner().invoke(app, ["reconstruct", str(photo), "-o", str(tmp / "low.glb"), "--preset", "fast",
+                                 "--device", "cpu", "--work-dir", str(tmp / "work"), "--faces", "5000",
+                                 "--normal-map", "--quiet"])
+    assert r.exit_code == 0, r.output
+    return res, tmp
+
+
+def _welded(path):
+    """The exported mesh with its UV-seam copies merged by position: the surface a user measures."""
+    m = read_mesh(path)
+    weld = weld_by_position(m.vertices)
+    v = np.zeros((int(weld.max()) + 1, 3), np.float64)
+    v[weld] = m.vertices
+    return v, weld[m.faces]
+
+
+def _o3d(v, f):
+    import open3d as o3d
+
+    return o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f.astype(np.int32)))
+
+
+def test_shared_photo_exports_carry_smooth_normals_in_glb_and_obj(shared_asset):
+    res, tmp = shared_asset
+    assert (tmp / "out.glb").stat().st_size > 10_000 and len(res.results["texture"].faces) > 1000
+    for name in ("out.glb", "low.glb"):
+        assert "NORMAL" in glb_json(tmp / name)["meshes"][0]["primitives"][0]["attributes"]
+    lines = (tmp / "out.obj").read_text().splitlines()
+    assert sum(ln.startswith("vn ") for ln in lines) == sum(ln.startswith("v ") for ln in lines) > 1000
+    assert all(len(c.split("/")) == 3 for c in next(ln for ln in lines if ln.startswith("f ")).split()[1:])
+    m = read_mesh(tmp / "out.glb")
+    weld = weld_by_position(m.vertices)
+    first = np.zeros(weld.max() + 1, np.int64)
+    first[weld] = np.arange(len(weld))
+    assert np.abs(m.normals - m.normals[first[weld]]).max() < 1e-6  # no shading seam along the UV seams
+
+
+def test_shared_photo_glbs_pass_the_khronos_validator(shared_asset):
+    _, tmp = shared_asset
+    for name in ("out.glb", "low.glb"):
+        report = khronos_report(tmp / name)
+        assert report["errors"] == 0 and report["warnings"] == 0, (name, report["messages"])
+
+
+def test_faces_5000_gives_5000_textured_triangles_with_a_normal_map(shared_asset):
+    _, tmp = shared_asset
+    doc = glb_json(tmp / "low.glb")
+    assert "TANGENT" in doc["meshes"][0]["primitives"][0]["attributes"] and "normalTexture" in doc["materials"][0]
+    low = read_mesh(tmp / "low.glb")
+    assert abs(len(low.faces) - 5000) <= 100
+    assert low.texture is not None and low.texture.reshape(-1, 3).std() > 5
+    assert low.normal_texture is not None and low.normal_texture.shape == low.texture.shape
+    v, f = _welded(tmp / "low.glb")
+    mesh = _o3d(v, f)
+    assert trimesh.Trimesh(v, f, process=False).is_watertight
+    assert mesh.is_edge_manifold(allow_boundary_edges=False) and mesh.is_vertex_manifold()
+
+
+def test_shared_photo_is_watertight_manifold_and_outward(shared_asset):
+    _, tmp = shared_asset
+    v, f = _welded(tmp / "out.glb")
+    tm = trimesh.Trimesh(v, f, process=False)
+    mesh = _o3d(v, f)
+    assert tm.is_watertight and tm.is_winding_consistent and tm.volume > 0
+    assert mesh.is_edge_manifold(allow_boundary_edges=False) and mesh.is_vertex_manifold()
+
+
+@pytest.mark.xfail(strict=False, reason=CARVING)
+def test_shared_photo_is_one_component(shared_asset):
+    _, tmp = shared_asset
+    v, f = _welded(tmp / "out.glb")
+    assert trimesh.Trimesh(v, f, process=False).body_count == 1
+
+
+@pytest.mark.xfail(strict=False, reason=CARVING)
+def test_shared_photo_self_intersections_within_the_bound(shared_asset):
+    _, tmp = shared_asset
+    v, f = _welded(tmp / "out.glb")
+    pairs = len(np.asarray(_o3d(v, f).get_self_intersecting_triangles()))
+    assert pairs <= 0.001 * len(f), pairs
+
+
+@pytest.mark.xfail(strict=False, reason=CARVING)
+def test_shared_photo_has_the_fast_presets_triangle_count(shared_asset):
+    res, _ = shared_asset
+    assert len(res.results["carve"].faces) >= 10_000

@@ -116,3 +116,14 @@ def test_presets_differ_and_reject_unknown_names():
     assert fast.carve.iterations < default.carve.iterations < quality.carve.iterations
     with pytest.raises(KeyError):
         preset_config("ultra")
+
+
+def test_face_options_are_refused_before_any_stage_runs(monkeypatch, photo):
+    from human3d.errors import UsageError
+
+    monkeypatch.setattr(pipeline, "STAGES", _stages("cut_stage"))
+    cfg = preset_config("fast")
+    cfg.texture.faces = 10
+    with pytest.raises(UsageError, match="at least 100"):
+        Reconstructor(cfg).run(photo, until="segment")
+    assert CALLS == []

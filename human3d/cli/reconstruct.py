@@ -82,6 +82,10 @@ def reconstruct(
         None, "--rest-pose", help="photo | a-pose | t-pose: the GLB's bind pose (a/t-pose unpose the mesh)."),
     animation: str | None = typer.Option(
         None, "--animation", help="none | idle | walk | wave: a short clip in the GLB (needs the rig)."),
+    faces: int | None = typer.Option(
+        None, "--faces", help="Decimate the mesh to this many triangles (at least 100) before texturing."),
+    normal_map: bool | None = typer.Option(
+        None, "--normal-map", help="With --faces: bake the full mesh's detail into a normal map (GLB, OBJ)."),
 ) -> None:
     """Reconstruct textured 3D meshes from photos of people.
 
@@ -97,6 +101,7 @@ def build_config(
     body_model: str | None = None, mv_backend: str | None = None, unet: Path | None = None,
     allow_pickle: bool = False, height: float | None = None, mv_dtype: str | None = None,
     mv_masks: str | None = None, rig: bool | None = None, rest_pose: str | None = None, animation: str | None = None,
+    faces: int | None = None, normal_map: bool | None = None,
 ):
     """The :class:`~human3d.config.ReconstructConfig` the command line asks for: preset, then the config file,
     then the dedicated flags that were given, then ``--set`` items."""
@@ -112,6 +117,7 @@ def build_config(
         "body.height_m": height, "multiview.backend": mv_backend, "multiview.unet_path": str(unet) if unet else None,
         "multiview.allow_pickle": True if allow_pickle else None, "multiview.dtype": mv_dtype,
         "multiview.mask_method": mv_masks, "rig.enabled": rig, "rig.rest_pose": rest_pose, "rig.animation": animation,
+        "texture.faces": faces, "texture.normal_map": normal_map or None,
     }
     if mask is not None:
         flags.update({"segment.backend": "mask", "segment.mask_path": str(mask)})
@@ -131,7 +137,8 @@ def run_reconstruct(
     settings: list[str] | tuple[str, ...] = (), print_config: bool = False, jobs: int = 1, executor: str = "local",
     ray_address: str | None = None, ray_cpus_per_task: float | None = None, ray_gpus_per_task: float | None = None,
     ray_storage: str = "shared", preview: bool | None = None, report: bool = True, rig: bool | None = None,
-    rest_pose: str | None = None, animation: str | None = None,
+    rest_pose: str | None = None, animation: str | None = None, faces: int | None = None,
+    normal_map: bool | None = None,
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem, worker_id
     from human3d.config import config_to_toml, resolve_device, set_config_value, validate_config
@@ -149,7 +156,8 @@ def run_reconstruct(
     cfg = build_config(preset, config_file, settings, device=device, seed=seed, weights_dir=weights_dir,
                        max_megapixels=max_megapixels, mask=mask, segmenter=segmenter, body_model=body_model,
                        mv_backend=mv_backend, unet=unet, allow_pickle=allow_pickle, height=height,
-                       mv_dtype=mv_dtype, mv_masks=mv_masks, rig=rig, rest_pose=rest_pose, animation=animation)
+                       mv_dtype=mv_dtype, mv_masks=mv_masks, rig=rig, rest_pose=rest_pose, animation=animation,
+                       faces=faces, normal_map=normal_map)
     if fmt is not None:
         set_config_value(cfg, "export.format", fmt.lower())
     if print_config:
@@ -159,6 +167,9 @@ def run_reconstruct(
         raise UsageError("no input given: name image files, folders or globs (or use --print-config)")
     validate_config(cfg)
     from human3d.rig import check_rig_config
+    from human3d.texture.decimate import check_face_options
+
+    check_face_options(cfg.texture.faces, cfg.texture.normal_map)
 
     check_rig_config(cfg.rig)
     clip_or_pose = cfg.rig.animation != "none" or cfg.rig.rest_pose != "photo"
@@ -212,6 +223,8 @@ def run_reconstruct(
     resolve_environment(cfg, resolve_device(cfg.device))
     previews = _preview_paths(outputs, single, preview, overwrite)
     details: dict[str, dict] = {}  # per output: what --json adds (files, preview, size of the mesh)
+    if cfg.texture.normal_map and fmt == "ply":
+        raise UsageError("--normal-map needs a textured format: use .glb or .obj (PLY carries vertex colours only)")
 
     with ProgressReporter(quiet=quiet, verbose=verbose) as reporter:
         def process(src: Path, dst: Path, item_work: Path | None):

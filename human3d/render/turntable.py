@@ -12,8 +12,9 @@ import torch
 from human3d.cameras import OrthoCamera
 from human3d.errors import UsageError
 from human3d.io.atomic import atomic_path
-from human3d.render import Rasterizer, get_rasterizer, vertex_normals
+from human3d.render import Rasterizer, get_rasterizer
 from human3d.texture.fuse import sample_bilinear
+from human3d.texture.shading import smooth_normals, vertex_tangents
 from human3d.types import TexturedMesh
 
 
@@ -26,12 +27,36 @@ def _normalised(vertices: np.ndarray) -> tuple[np.ndarray, float]:
     return (vertices - centre) / extent * 0.9, extent
 
 
+def _shading_normals(mesh: TexturedMesh) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(V, 3) the mesh's own normals (the exported ones; smooth welded ones when it has none) and (V, 4) tangents
+    when it has a normal map and UVs, else None."""
+    normals = mesh.normals if mesh.normals is not None else smooth_normals(mesh.vertices, mesh.faces)
+    tangents = None
+    if mesh.normal_texture is not None and mesh.uvs is not None:
+        tangents = torch.as_tensor(vertex_tangents(mesh.vertices, mesh.faces, mesh.uvs, normals))
+    return torch.as_tensor(np.asarray(normals, np.float32)), tangents
+
+
+def _apply_normal_map(n: np.ndarray, frame: np.ndarray, uv: np.ndarray, normal_texture: np.ndarray) -> np.ndarray:
+    """(K, 3) interpolated normals, (K, 4) interpolated tangents, (K, 2) uvs -> (K, 3) normals from the map, as a
+    glTF viewer computes them: normalize(t x + w cross(n, t) y + n z)."""
+    th, tw = normal_texture.shape[:2]
+    xy = np.stack([uv[:, 0] * tw, (1.0 - uv[:, 1]) * th], -1)
+    local = sample_bilinear(normal_texture.astype(np.float32) / 255.0, xy)[:, :3] * 2.0 - 1.0
+    t = frame[:, :3] - n * np.sum(frame[:, :3] * n, -1, keepdims=True)
+    t /= np.maximum(np.linalg.norm(t, axis=-1, keepdims=True), 1e-9)
+    b = np.sign(frame[:, 3:4] + 1e-9) * np.cross(n, t)
+    out = t * local[:, :1] + b * local[:, 1:2] + n * local[:, 2:3]
+    return out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-9)
+
+
 def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 512, renderer: str = "auto",
                  chunk: int = 8, poses: list[np.ndarray] | None = None) -> Iterator[np.ndarray]:
-    """Yield one (R, R, 3) uint8 image per azimuth: the mesh's colours with simple head-light shading on white.
+    """Yield one (R, R, 3) uint8 image per azimuth: the mesh's colours with simple head-light shading on white,
+    shaded with the mesh's own normals (and its normal map when it has one).
 
     poses: optionally one (V, 3) vertex array per azimuth (an animation), framed like the mesh's own vertices with a
-    margin so that raised arms stay in view.
+    margin so that raised arms stay in view (a posed mesh is shaded with normals computed from its pose).
     """
     raster = get_rasterizer(renderer, "cpu")
     if poses is not None:
@@ -41,13 +66,13 @@ def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 51
         extent = max(extent, float(np.max(hi - lo)) / 2)
         for azimuth, pose in zip(azimuths, poses):
             moved = dataclasses.replace(
-                mesh, vertices=((np.asarray(pose, np.float64) - centre) / extent * 0.9).astype(np.float32))
+                mesh, vertices=((np.asarray(pose, np.float64) - centre) / extent * 0.9).astype(np.float32),
+                normals=None)
             yield from render_shaded(moved, [OrthoCamera(f"az{azimuth:g}", float(azimuth), resolution)],
                                      raster=raster)
         return
-    v_np, _ = _normalised(np.asarray(mesh.vertices, np.float64))
-    framed = TexturedMesh(vertices=v_np.astype(np.float32), faces=mesh.faces, uvs=mesh.uvs, texture=mesh.texture,
-                          vertex_colors=mesh.vertex_colors)
+    v_np, _ = _normalised(np.asarray(mesh.vertices, np.float64))  # a uniform scale: the normals still hold
+    framed = dataclasses.replace(mesh, vertices=v_np.astype(np.float32))
     for start in range(0, len(azimuths), chunk):
         cams = [OrthoCamera(f"az{a:g}", float(a), resolution) for a in azimuths[start:start + chunk]]
         yield from render_shaded(framed, cams, raster=raster)
@@ -59,14 +84,18 @@ def render_shaded(mesh: TexturedMesh, cameras: list[OrthoCamera], normals: np.nd
     """One (R, R, 3) uint8 image per camera of ``mesh`` as it stands in the canonical frame: its texture (or vertex
     colours, else light grey) times head-light shading ``0.35 + 0.65 max(n . view, 0)`` on ``background``.
 
-    normals: (V, 3) vertex normals to shade with (e.g. the ones an exported file carries); None computes smooth
-    area-weighted ones. Every camera must have the same resolution.
+    normals: (V, 3) vertex normals to shade with (e.g. the ones an exported file carries); None uses the mesh's own
+    (``mesh.normals``, else smooth welded ones) and its normal map when it has one. Every camera must have the same
+    resolution.
     """
     raster = raster or get_rasterizer("auto", "cpu")
     resolution = cameras[0].resolution
     v = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32)
     f = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
-    vn = vertex_normals(v, f) if normals is None else torch.as_tensor(np.asarray(normals), dtype=torch.float32)
+    if normals is None:
+        vn, tangents = _shading_normals(mesh)
+    else:
+        vn, tangents = torch.as_tensor(np.asarray(normals), dtype=torch.float32), None
     textured = mesh.texture is not None and mesh.uvs is not None
     if textured:
         attr = torch.cat([vn, torch.as_tensor(mesh.uvs, dtype=torch.float32)], 1)
@@ -74,6 +103,8 @@ def render_shaded(mesh: TexturedMesh, cameras: list[OrthoCamera], normals: np.nd
         attr = torch.cat([vn, torch.as_tensor(mesh.vertex_colors[:, :3], dtype=torch.float32) / 255.0], 1)
     else:
         attr = torch.cat([vn, torch.full((len(v), 3), 0.75)], 1)
+    if tangents is not None:  # the last 6 channels: uv, tangent
+        attr = torch.cat([attr, torch.as_tensor(mesh.uvs, dtype=torch.float32), tangents], 1)
     with torch.no_grad():
         frags = raster.rasterize(v, f, cameras)
         img = raster.interpolate(attr, frags).numpy()  # (B, R, R, 3 + k)
@@ -83,6 +114,9 @@ def render_shaded(mesh: TexturedMesh, cameras: list[OrthoCamera], normals: np.nd
     for b, cam in enumerate(cameras):
         n = img[b, ..., :3]
         n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-9)
+        if tangents is not None:
+            n[mask[b]] = _apply_normal_map(n[mask[b]], img[b, ..., -4:][mask[b]], img[b, ..., -6:-4][mask[b]],
+                                           mesh.normal_texture)
         shade = 0.35 + 0.65 * np.clip(n @ cam.direction, 0.0, 1.0)
         if tex is not None:
             uv = img[b, ..., 3:5][mask[b]]

@@ -9,7 +9,10 @@ from human3d.config import TextureConfig
 from human3d.context import StageContext
 from human3d.errors import InternalError
 from human3d.texture.bake import bake_texture
+from human3d.texture.decimate import check_face_options, decimate
 from human3d.texture.fuse import ColorSource, depth_maps, fuse_colors, propagate_colors
+from human3d.texture.normal_map import bake_normal_map
+from human3d.texture.shading import smooth_normals
 from human3d.types import BodyFit, Cutout, Framed, Mesh, MultiView, TexturedMesh
 
 
@@ -39,18 +42,36 @@ def color_sources(views: MultiView, framed: Framed | None = None, cutout: Cutout
 
 def texture_mesh(mesh: Mesh, views: MultiView, framed: Framed, cutout: Cutout, body: BodyFit, cfg: TextureConfig,
                  ctx: StageContext) -> TexturedMesh:
-    """The pipeline stage: colours from the views (front from the photo) baked into a UV texture."""
+    """The pipeline stage: the carved mesh decimated to ``cfg.faces`` triangles when set, colours from the views
+    (front from the photo) baked into a UV texture, smooth normals, and with ``cfg.normal_map`` the full mesh's
+    detail baked into a normal map."""
+    check_face_options(cfg.faces, cfg.normal_map)
     sources = color_sources(views, framed, cutout, cfg.front_from_photo)
     if not sources:
         raise InternalError(f"the multi-view backend '{views.backend}' gave no view with colour")
+    full = mesh
+    if cfg.faces is not None:
+        ctx.progress(0.02, f"decimating {len(mesh.faces)} triangles to {cfg.faces}")
+        dv, df, note = decimate(mesh.vertices, mesh.faces, cfg.faces)
+        if note:
+            ctx.warn(note)
+        mesh = Mesh(dv, df)
     ctx.progress(0.05, "visibility")
     depths = depth_maps(mesh.vertices, mesh.faces, [s.camera for s in sources], cfg.renderer)
     ctx.progress(0.2, f"unwrapping {len(mesh.faces)} faces and baking a {cfg.texture_size}px texture")
     v, f, uv, tex, vcol = bake_texture(mesh.vertices, mesh.faces, sources, depths, size=cfg.texture_size,
                                        cos_power=cfg.cos_power, padding=cfg.padding, renderer=cfg.renderer)
+    normal_texture = None
+    if cfg.normal_map:
+        ctx.progress(0.8, f"baking the detail of {len(full.faces)} triangles into a normal map")
+        # against the normals the export computes from this geometry (smooth_normals: welded, so seam-free)
+        normal_texture = bake_normal_map(full.vertices, full.faces, v, f, uv, smooth_normals(v, f),
+                                         cfg.texture_size, cfg.renderer)
     ctx.progress(1.0, "done")
+    # normals stay None: the export computes them from the final geometry, so a later stage that moves vertices
+    # (the rig's rest pose) never leaves stale ones; a tangent-space map follows the surface as it moves
     return TexturedMesh(vertices=v, faces=f, uvs=uv, texture=tex, vertex_colors=vcol, height_m=body.height_m,
-                        canonical_height=body.canonical_height)
+                        canonical_height=body.canonical_height, normal_texture=normal_texture)
 
 
 __all__ = ["texture_mesh", "color_sources", "bake_texture", "fuse_colors", "propagate_colors", "depth_maps",

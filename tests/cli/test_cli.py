@@ -144,3 +144,12 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path, two_stage_pipeline):
     photo.write_bytes(b"ok")
     r = runner.invoke(app, ["reconstruct", str(photo), "--device", "cuda"])
     assert r.exit_code == 4 and "no CUDA GPU" in r.stderr
+
+
+def test_face_options_are_checked_before_any_work(tmp_path, two_stage_pipeline):
+    photo = tmp_path / "p.png"
+    photo.write_bytes(b"BAD")  # the load stage would exit 3: a 2 means the options were refused first
+    for args, words in ((["--faces", "50"], "at least 100"), (["--faces", "many"], "Error"),
+                        (["--normal-map"], "--faces"), (["--faces", "500", "--normal-map", "-f", "ply"], "PLY")):
+        r = runner.invoke(app, ["reconstruct", str(photo), "-o", str(tmp_path / "x"), *args])
+        assert r.exit_code == 2 and words in r.stderr and "Traceback" not in r.output, (args, r.output)

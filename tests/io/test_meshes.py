@@ -6,6 +6,9 @@ import trimesh
 
 from human3d.errors import OutputExistsError, UsageError
 from human3d.io.meshes import export_mesh, export_transform, format_from_path, read_mesh, sample_texture
+from human3d.texture.bake import unwrap
+from human3d.texture.shading import smooth_normals
+from tests.gltf_check import glb_json, khronos_report
 from tests.meshdata import textured_sphere
 
 
@@ -99,3 +102,73 @@ def test_format_from_path():
         format_from_path(Path("a.glb"), "obj")
     with pytest.raises(UsageError):
         format_from_path(Path("a.fbx"))
+
+
+def _split_sphere(normal_map: bool = False):
+    """A sphere split along UV seams by the unwrap, as the texture stage leaves it."""
+    m = textured_sphere(subdivisions=3)
+    vmap, faces, uvs = unwrap(m.vertices, m.faces, 64)
+    m.vertices, m.faces, m.uvs, m.vertex_colors = m.vertices[vmap], faces, uvs, m.vertex_colors[vmap]
+    if normal_map:
+        m.normal_texture = np.full((32, 32, 3), (128, 128, 255), np.uint8)
+    return m
+
+
+def _seam_gap(vertices: np.ndarray, normals: np.ndarray) -> float:
+    """Largest difference between the normals of vertices at the same position."""
+    _, inverse = np.unique(np.round(vertices, 5), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    gap = 0.0
+    for i in np.unique(inverse[np.bincount(inverse)[inverse] > 1]):
+        group = normals[inverse == i]
+        gap = max(gap, float(np.abs(group - group[0]).max()))
+    return gap
+
+
+@pytest.mark.parametrize("fmt", ["glb", "obj", "ply"])
+def test_every_format_carries_outward_normals_without_a_seam(tmp_path, fmt):
+    m = _split_sphere()
+    path = export_mesh(m, tmp_path / f"person.{fmt}")
+    back = read_mesh(path)
+    assert back.normals is not None and len(back.normals) == len(back.vertices)
+    centre = 0.5 * (back.vertices.min(0) + back.vertices.max(0))
+    radial = back.vertices - centre
+    radial /= np.linalg.norm(radial, axis=1, keepdims=True)
+    assert np.sum(back.normals * radial, 1).min() > 0.99  # outward and smooth
+    assert _seam_gap(back.vertices, back.normals) < 1e-4  # the split copies share one normal
+
+
+def test_obj_faces_reference_normals_and_the_mtl_names_the_normal_map(tmp_path):
+    path = export_mesh(_split_sphere(normal_map=True), tmp_path / "person.obj")
+    lines = path.read_text().splitlines()
+    assert sum(ln.startswith("vn ") for ln in lines) == sum(ln.startswith("v ") for ln in lines)
+    face = next(ln for ln in lines if ln.startswith("f "))
+    assert all(len(corner.split("/")) == 3 and all(corner.split("/")) for corner in face.split()[1:])
+    assert "map_Bump -bm 1.000 person_normal.png" in (tmp_path / "person.mtl").read_text()
+    assert (tmp_path / "person_normal.png").is_file()
+
+
+@pytest.mark.parametrize("normal_map", [False, True])
+def test_glb_has_normal_and_tangent_attributes_and_passes_the_validator(tmp_path, normal_map):
+    m = _split_sphere(normal_map)
+    path = export_mesh(m, tmp_path / "person.glb")
+    doc = glb_json(path)
+    attributes = doc["meshes"][0]["primitives"][0]["attributes"]
+    assert {"POSITION", "NORMAL", "TEXCOORD_0"} <= set(attributes)
+    assert ("TANGENT" in attributes) == normal_map == ("normalTexture" in doc["materials"][0])
+    back = read_mesh(path)
+    np.testing.assert_allclose(back.normals, smooth_normals(m.vertices, m.faces), atol=1e-6)
+    if normal_map:
+        np.testing.assert_array_equal(back.normal_texture, m.normal_texture)
+    report = khronos_report(path)
+    assert report["errors"] == 0 and report["warnings"] == 0, report["messages"]
+
+
+def test_vertex_coloured_glb_passes_the_validator(tmp_path):
+    m = textured_sphere()
+    m.texture = m.uvs = None
+    path = export_mesh(m, tmp_path / "c.glb")
+    assert "COLOR_0" in glb_json(path)["meshes"][0]["primitives"][0]["attributes"]
+    np.testing.assert_array_equal(read_mesh(path).vertex_colors, m.vertex_colors)
+    report = khronos_report(path)
+    assert report["errors"] == 0 and report["warnings"] == 0, report["messages"]
