@@ -75,13 +75,20 @@ def rig_with_skeleton(textured: TexturedMesh, body: BodyFit, skel, cfg: RigConfi
     tr = transfer if transfer is not None else transfer_mesh_weights(textured, body, skel, cfg)
     report: dict = dict(tr.report)
     report["seconds_transfer"] = round(time.perf_counter() - t0, 3)
+    # Faces bridging body parts that cannot touch (a hand carved onto a thigh) are cut only when the file itself
+    # moves the mesh (an A/T rest pose or a clip), where they would tear into spikes; a photo-pose GLB stays one
+    # closed surface, and those bridges simply stretch if the user poses the parts apart.
+    moves = cfg.rest_pose != "photo" or cfg.animation != "none"
+    cut = tr.cut if moves and tr.cut is not None else None
+    report["fused_bridge_faces"] = report.pop("faces_cut", 0)
+    report["faces_cut"] = int(cut.sum()) if cut is not None else 0
     vertices = np.asarray(textured.vertices, np.float64)
     joints = np.asarray(body.joints, np.float64)
     axes = skel.place[:3, :3] / skel.scale
     if cfg.rest_pose != "photo":
         maps, joints = unpose_transforms(skel, cfg.rest_pose)
         torso = np.array([any(w in n for w in _TORSO_WORDS) for n in skel.names])
-        kept = textured.faces if tr.cut is None else textured.faces[~tr.cut]
+        kept = textured.faces if cut is None else textured.faces[~cut]
         face_torso = torso[tr.joints[:, 0]][kept].all(1)
         before = self_intersections(vertices, kept, face_torso)
         vertices = blend_sparse(maps, tr.joints, tr.weights, vertices)
@@ -100,7 +107,7 @@ def rig_with_skeleton(textured: TexturedMesh, body: BodyFit, skel, cfg: RigConfi
         children = {r: index[c] for r, c in AIM_CHILD.items() if r in index and c in index}
         times, moved, rot = make_clip(cfg.animation, skel.parents, joints, axes, index, children)
         skin.clip_name, skin.clip_times, skin.clip_joints, skin.clip_rotations = cfg.animation, times, moved, rot
-    faces = textured.faces if tr.cut is None else textured.faces[~tr.cut]  # bridges between fused parts go
+    faces = textured.faces if cut is None else textured.faces[~cut]
     return dataclasses.replace(textured, vertices=vertices.astype(np.float32), faces=faces, skin=skin)
 
 
