@@ -87,6 +87,9 @@ class FitSettings:
     """Softness of the silhouette edge, in working pixels."""
     lr: float = 0.03
     w_keypoints: float = 1.0
+    keypoint_late: float = 1.0
+    """Fraction of the keypoint weight left at the end: it ramps down linearly once the silhouette is on, so the
+    detector's landmarks place the body and the exact mask refines it."""
     w_silhouette: float = 2.0
     w_world: float = 0.5
     w_pose: float = 1e-3
@@ -464,7 +467,9 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
         loss = loss + settings.w_shape * (((posed.shape[0] - model.shape_mean) / model.shape_scale) ** 2).sum()
         if have_kp:
             err = ((body.keypoints[0, :, :2] - kp_t) ** 2).sum(1)
-            loss = loss + settings.w_keypoints * (kp_w * err).sum() / 1e-3
+            late = max(0.0, (it - warmup) / max(1, n_it - warmup)) if silhouette_on else 0.0
+            w_kp = settings.w_keypoints * (1.0 - (1.0 - settings.keypoint_late) * late)
+            loss = loss + w_kp * (kp_w * err).sum() / 1e-3
         if seg_dirs is not None:
             kp3 = body.keypoints[0]
             md = kp3[seg_idx[:, 1]] - kp3[seg_idx[:, 0]]
