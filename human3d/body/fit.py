@@ -54,7 +54,8 @@ HINGE_RANGE_DEG = (0.0, 150.0)
 SEGMENTS = (("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("right_shoulder", "right_elbow"),
             ("right_elbow", "right_wrist"), ("left_hip", "left_knee"), ("left_knee", "left_ankle"),
             ("right_hip", "right_knee"), ("right_knee", "right_ankle"), ("left_heel", "left_foot_index"),
-            ("right_heel", "right_foot_index"), ("right_shoulder", "left_shoulder"), ("right_hip", "left_hip"))
+            ("right_heel", "right_foot_index"), ("right_shoulder", "left_shoulder"), ("right_hip", "left_hip"),
+            ("left_hip", "left_shoulder"), ("right_hip", "right_shoulder"))
 #: Landmarks below this visibility count as not seen.
 VISIBLE = 0.5
 LOWER_BODY = ("left_knee", "right_knee", "left_ankle", "right_ankle")
