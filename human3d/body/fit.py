@@ -512,7 +512,8 @@ def mirrored_limbs(world: np.ndarray) -> np.ndarray:
 
 
 def _hypotheses(obs: Observations, conf: np.ndarray, have_kp: bool) -> list[tuple[str, np.ndarray | None, bool]]:
-    """Starting points: (name, world landmarks the start and the 3D term use, whether limbs start from them)."""
+    """Starting points: (name, world landmarks the start is made from, whether the limbs start from them). All are
+    then fitted to the same targets (mediapipe's landmarks): a start only decides which optimum is reached."""
     if not have_kp or obs.world is None:
         return [("upright", None, False)]
     return [("landmarks", obs.world, True), ("mirrored limbs", mirrored_limbs(obs.world), True),
@@ -521,16 +522,14 @@ def _hypotheses(obs: Observations, conf: np.ndarray, have_kp: bool) -> list[tupl
 
 def _warm_up(model: BodyModel, rest: BodyOutput, rest_kp: np.ndarray, obs: Observations, conf: np.ndarray,
              tg: _Targets, settings: FitSettings, steps: int, hypothesis: tuple[str, np.ndarray | None, bool],
-             device: torch.device) -> tuple[_Posed, _Targets, float]:
-    """One hypothesis: its start, then ``steps`` keypoint-only steps (frozen shape). Returns the body, its targets
-    and its final loss (keypoints, 3D directions, priors), by which hypotheses are compared."""
+             device: torch.device) -> tuple[_Posed, float]:
+    """One hypothesis: its start, then ``steps`` keypoint-only steps (frozen shape) on the common targets ``tg``.
+    Returns the body and its final loss (keypoints, 3D directions, priors), by which hypotheses are compared."""
     name, world, limbs = hypothesis
     posed = _Posed(model.subset(np.zeros(0, dtype=np.int64)), rest, device)
     if world is not None:
         _initial_pose(posed, rest_kp, world, conf, limbs=limbs)
     _initial_placement(posed, obs)
-    seg_idx, seg_dirs = _segment_targets(world, conf, device)
-    tg = _Targets(tg.kp, tg.kp_w, seg_idx, seg_dirs, tg.prior_w, tg.pose_w)
     opt = torch.optim.Adam([{"params": [posed.ball, posed.hinge, posed.glob], "lr": settings.lr},
                             {"params": [posed.log_scale, posed.trans], "lr": settings.lr * 0.3}])
     with torch.no_grad():
@@ -542,7 +541,7 @@ def _warm_up(model: BodyModel, rest: BodyOutput, rest_kp: np.ndarray, obs: Obser
         loss.backward()
         opt.step()
         value = float(loss.detach())
-    return posed, tg, value
+    return posed, value
 
 
 def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings, ctx: StageContext,
@@ -571,15 +570,16 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
         kp_w = torch.as_tensor(w / max(w.sum(), 1e-6), dtype=torch.float32, device=device)
     prior_w = torch.tensor([POSE_PRIOR[j] for j in BALLS], dtype=torch.float32, device=device)
     # without landmarks only the silhouette speaks: keep the pose near the rest pose
-    tg = _Targets(kp_t, kp_w, None, None, prior_w, settings.w_pose * (1.0 if have_kp else 30.0))
+    seg_idx, seg_dirs = _segment_targets(obs.world if have_kp else None, conf, device)
+    tg = _Targets(kp_t, kp_w, seg_idx, seg_dirs, prior_w, settings.w_pose * (1.0 if have_kp else 30.0))
 
     n_it = max(int(settings.iterations), 1)
     warmup = int(0.3 * n_it) if have_kp else 0
     # --- warm-up: every start on the keypoints (cheap: only the keypoints' vertices are posed); the best goes on
     tried = [(h[0], *_warm_up(model, rest, rest_kp, obs, conf, tg, settings, warmup // 2, h, device))
              for h in _hypotheses(obs, conf, have_kp)]
-    name, posed, tg, _ = min(tried, key=lambda t: t[3])
-    report_starts = {t[0]: round(t[3], 4) for t in tried}
+    name, posed, _ = min(tried, key=lambda t: t[2])
+    report_starts = {t[0]: round(t[2], 4) for t in tried}
 
     # --- the rest of the warm-up with the shape free, then the silhouette joins
     opt = torch.optim.Adam([

@@ -42,6 +42,9 @@ def reconstruct(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickle checkpoints (can run code)."),
     height: float | None = typer.Option(
         None, "--height", help="The person's height in metres, if known (default: estimated, else 1.70)."),
+    person: int | None = typer.Option(
+        None, "--person", help="Which of several people to reconstruct, numbered left to right (see human3d people; "
+                               "default: the most complete, central and large)."),
 ) -> None:
     """Reconstruct textured 3D meshes from photos of people."""
     run_reconstruct(**locals())
@@ -51,7 +54,7 @@ def run_reconstruct(
     inputs: list[str], output: Path | None, fmt: str | None, preset: str, overwrite: bool, work_dir: Path | None,
     device: str, seed: int, json_out: bool, quiet: bool, verbose: bool, debug: bool, weights_dir: Path | None,
     max_megapixels: float | None, mask: Path | None, segmenter: str, body_model: str, mv_backend: str,
-    unet: Path | None, allow_pickle: bool, height: float | None,
+    unet: Path | None, allow_pickle: bool, height: float | None, person: int | None = None,
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem
     from human3d.config import preset_config, resolve_device
@@ -70,6 +73,14 @@ def run_reconstruct(
     cfg.segment.backend = segmenter
     if mask is not None:
         cfg.segment.backend, cfg.segment.mask_path = "mask", str(mask)
+    if person is not None:
+        if person < 1:
+            raise UsageError(f"--person {person}: people are numbered from 1 (left to right)")
+        if mask is not None:
+            raise UsageError("--person and --mask both choose the person; drop one of them")
+        cfg.segment.person = person
+        if segmenter == "auto":
+            cfg.segment.backend = "mediapipe"  # the photo's own alpha would decide otherwise
     cfg.body.model = body_model
     cfg.body.height_m = height
     cfg.multiview.backend = mv_backend
