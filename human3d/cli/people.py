@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from human3d.cli.common import error_boundary
-from human3d.errors import UsageError
+from human3d.errors import NoPersonFoundError, UsageError
 
 
 def people(
@@ -36,11 +36,10 @@ def people(
     with _pose(mp) as pose:
         found = find_people(pose, rgb, SegmentConfig().threshold)
     if not found:
-        print(f"{photo}: no person found")
-    else:
-        best = intended(found)
-        for i, line in enumerate(describe(found, working_scale(loaded))):
-            print(line + ("  <- reconstructed by default" if i == best else ""))
+        raise NoPersonFoundError(f"{photo}: no person found; use a photo where a person is clearly visible")
+    best = intended(found)
+    for i, line in enumerate(describe(found, working_scale(loaded))):
+        print(line + ("  <- reconstructed by default" if i == best else ""))
     if image is not None:
         atomic_write_bytes(image, png_bytes(boxes_picture(loaded.rgb, found, working_scale(loaded))),
                            overwrite=overwrite)
@@ -57,7 +56,7 @@ def boxes_picture(rgb, found, scale: float):
     im = Image.fromarray(np.ascontiguousarray(rgb[..., :3]))
     draw = ImageDraw.Draw(im)
     width = max(2, round(max(im.size) / 300))
-    best = intended(found) if found else -1
+    best = intended(found)
     for i, p in enumerate(found):
         x0, y0, x1, y1 = (round(c / scale) for c in p.box)
         colour = (255, 40, 40) if i == best else (40, 200, 255)
