@@ -107,6 +107,9 @@ class FitSettings:
     detector's landmarks place the body and the exact mask refines it."""
     w_silhouette: float = 5.0
     w_world: float = 0.5
+    world_feet: bool = True
+    """Whether the feet's 3D directions (heel to toe) take part in the 3D term. Never in a back view: there
+    mediapipe's feet mostly point at the camera, and following them twists the whole leg."""
     w_pose: float = 1e-3
     w_hinge: float = 1.0
     w_shape: float = 2e-4
@@ -458,12 +461,13 @@ class _Targets:
     pose_w: float
 
 
-def _segment_targets(world: np.ndarray | None, conf: np.ndarray, device: torch.device
+def _segment_targets(world: np.ndarray | None, conf: np.ndarray, device: torch.device, feet: bool = True
                      ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """(S, 2) keypoint index pairs and (S, 3) unit directions of the limb segments the world landmarks show."""
+    """(S, 2) keypoint index pairs and (S, 3) unit directions of the limb segments the world landmarks show
+    (without the feet unless ``feet``)."""
     if world is None:
         return None, None
-    seg = [(KP[a], KP[b]) for a, b in SEGMENTS]
+    seg = [(KP[a], KP[b]) for a, b in SEGMENTS if feet or not a.endswith("_heel")]
     d = np.array([world[b] - world[a] for a, b in seg])
     ok = np.array([min(conf[a], conf[b]) >= VISIBLE for a, b in seg]) & (np.linalg.norm(d, axis=1) > 1e-6)
     if not ok.any():
@@ -570,7 +574,8 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
         kp_w = torch.as_tensor(w / max(w.sum(), 1e-6), dtype=torch.float32, device=device)
     prior_w = torch.tensor([POSE_PRIOR[j] for j in BALLS], dtype=torch.float32, device=device)
     # without landmarks only the silhouette speaks: keep the pose near the rest pose
-    seg_idx, seg_dirs = _segment_targets(obs.world if have_kp else None, conf, device)
+    feet = settings.world_feet and obs.facing != "away"
+    seg_idx, seg_dirs = _segment_targets(obs.world if have_kp else None, conf, device, feet)
     tg = _Targets(kp_t, kp_w, seg_idx, seg_dirs, prior_w, settings.w_pose * (1.0 if have_kp else 30.0))
 
     n_it = max(int(settings.iterations), 1)
