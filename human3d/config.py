@@ -41,6 +41,9 @@ class SegmentConfig:
     """Probability above which a pixel is the person."""
     min_area_fraction: float = 0.005
     """A person mask smaller than this fraction of the image means 'no person found'."""
+    person: int | None = None
+    """Which of several people to reconstruct, 1-based, numbered left to right (mediapipe backend); None: the one
+    the photo most likely is of (complete, central, large)."""
     max_hole_fraction: float = 0.01
     """Holes in the person mask smaller than this fraction of its area are filled; larger ones (e.g. between an
     arm on the hip and the body) are real background and kept."""

@@ -318,6 +318,12 @@ class Reconstructor:
             t0 = time.perf_counter()
             textured = values["rig"] if "rig" in values else values["texture"]
             assert isinstance(textured, TexturedMesh)
+            body = values.get("body")
+            if isinstance(body, BodyFit) and body.report.get("facing") == "away":
+                # seen from behind: the export's front (+Z) is the person's front, not the side the photo shows
+                v = textured.vertices.copy()
+                v[:, [0, 2]] *= -1.0
+                textured = dataclasses.replace(textured, vertices=v)
             export_mesh(textured, Path(output), fmt=self.config.export.format, overwrite=overwrite)
             result.timings["export"] = time.perf_counter() - t0
             result.output = Path(output)

@@ -24,11 +24,19 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from human3d.body.keypoints import KEYPOINT_WEIGHTS, Landmarks, canonical_to_pixels, detect_landmarks
+from human3d.body.keypoints import (
+    KEYPOINT_WEIGHTS,
+    Landmarks,
+    canonical_to_pixels,
+    detect_landmarks,
+    face_visible,
+    facing_camera,
+    turned_around,
+)
 from human3d.body.models import ARTICULATED_JOINTS, KEYPOINT_NAMES, BodyModel, BodyOutput, load_body_model
 from human3d.body.silhouette import mask_iou, prepare_silhouette, render_mask, silhouette_band, silhouette_loss
 from human3d.config import BodyConfig
-from human3d.context import StageContext, torch_threads
+from human3d.context import StageContext, log, torch_threads
 from human3d.errors import BadInputError
 from human3d.types import BodyFit, Framed
 
@@ -46,10 +54,15 @@ HINGE_RANGE_DEG = (0.0, 150.0)
 SEGMENTS = (("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"), ("right_shoulder", "right_elbow"),
             ("right_elbow", "right_wrist"), ("left_hip", "left_knee"), ("left_knee", "left_ankle"),
             ("right_hip", "right_knee"), ("right_knee", "right_ankle"), ("left_heel", "left_foot_index"),
-            ("right_heel", "right_foot_index"), ("right_shoulder", "left_shoulder"), ("right_hip", "left_hip"))
+            ("right_heel", "right_foot_index"), ("right_shoulder", "left_shoulder"), ("right_hip", "left_hip"),
+            ("left_hip", "left_shoulder"), ("right_hip", "right_shoulder"))
 #: Landmarks below this visibility count as not seen.
 VISIBLE = 0.5
 LOWER_BODY = ("left_knee", "right_knee", "left_ankle", "right_ankle")
+#: A fitted standing height outside this range (metres) is not believed: the export falls back to the default.
+PLAUSIBLE_HEIGHT_M = (0.8, 2.1)
+#: Below this mask IoU the fit did not match the photo well enough to trust the height it implies.
+HEIGHT_MIN_IOU = 0.8
 
 
 @dataclass
@@ -58,7 +71,8 @@ class Observations:
 
     mask: (R, R) bool; keypoints: (K, 2) canonical x, y in the order of ``models.KEYPOINT_NAMES`` or None;
     confidence: (K,) in [0, 1]; world: (K, 3) metric 3D landmarks in canonical axes (or None);
-    open_region: (R, R) bool pixels beyond a photo edge that cut the person (the body may continue there) or None.
+    open_region: (R, R) bool pixels beyond a photo edge that cut the person (the body may continue there) or None;
+    facing: "camera" or "away" (the person's front toward or away from the camera) when the landmarks tell.
     """
 
     mask: np.ndarray
@@ -66,6 +80,7 @@ class Observations:
     confidence: np.ndarray | None = None
     world: np.ndarray | None = None
     open_region: np.ndarray | None = None
+    facing: str | None = None
 
     @property
     def resolution(self) -> int:
@@ -87,8 +102,14 @@ class FitSettings:
     """Softness of the silhouette edge, in working pixels."""
     lr: float = 0.03
     w_keypoints: float = 1.0
-    w_silhouette: float = 2.0
+    keypoint_late: float = 0.2
+    """Fraction of the keypoint weight left at the end: it ramps down linearly once the silhouette is on, so the
+    detector's landmarks place the body and the exact mask refines it."""
+    w_silhouette: float = 5.0
     w_world: float = 0.5
+    world_feet: bool = True
+    """Whether the feet's 3D directions (heel to toe) take part in the 3D term. Never in a back view: there
+    mediapipe's feet mostly point at the camera, and following them twists the whole leg."""
     w_pose: float = 1e-3
     w_hinge: float = 1.0
     w_shape: float = 2e-4
@@ -128,6 +149,10 @@ def fit_body(framed: Framed, cfg: BodyConfig, ctx: StageContext) -> BodyFit:
         result = fit_observations(model, obs, settings, ctx, height_m=cfg.height_m)
     result.report["seconds"] = round(time.perf_counter() - t0, 3)
     result.report["landmarks"] = landmarks is not None
+    if obs.facing is not None:
+        result.report["facing"] = obs.facing
+    if cfg.height_m is None:
+        result.height_m = _trusted_height(result, ctx)
     fit = BodyFit(
         vertices=result.vertices.astype(np.float32), faces=model.faces.astype(np.int64),
         joints=result.joints.astype(np.float32), joint_names=list(model.joint_names), model=model.name,
@@ -140,6 +165,25 @@ def fit_body(framed: Framed, cfg: BodyConfig, ctx: StageContext) -> BodyFit:
     ctx.progress(1.0, f"body fitted ({model.name}; mask IoU {result.report['mask_iou']:.3f}"
                       + (f", keypoint error {kp_error:.1f} px)" if kp_error is not None else ", silhouette only)"))
     return fit
+
+
+def _trusted_height(result: FitResult, ctx: StageContext) -> float:
+    """The fitted standing height when the fit matched the photo and is plausible, else the default height (with a
+    warning); records which in ``report["height_source"]``."""
+    from human3d.config import ExportConfig
+
+    iou = float(result.report.get("mask_iou", 0.0))
+    lo, hi = PLAUSIBLE_HEIGHT_M
+    if iou >= HEIGHT_MIN_IOU and lo <= result.height_m <= hi:
+        result.report["height_source"] = "fit"
+        return result.height_m
+    default = ExportConfig().default_height_m
+    why = f"mask IoU {iou:.2f}" if iou < HEIGHT_MIN_IOU else f"implausible height {result.height_m:.2f} m"
+    ctx.warn(f"the body fit does not match the photo well ({why}): using the default height {default:.2f} m "
+             "instead of the fitted one (pass --height to set it)")
+    result.report["height_source"] = "default"
+    result.report["fitted_height_m"] = round(result.height_m, 3)
+    return default
 
 
 def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: StageContext) -> Observations:
@@ -160,9 +204,30 @@ def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: S
         ctx.warn("part of the body is not visible in the photo (e.g. legs cut off): fitting what is visible; the "
                  "rest of the body follows the pose prior")
     if not np.isfinite(world).all():
-        world = None
+        return Observations(mask=framed.mask.astype(bool), keypoints=xy, confidence=conf, open_region=open_region)
+    xy, conf, world, facing = _decide_facing(framed.rgb, landmarks, xy, conf, world, ctx)
     return Observations(mask=framed.mask.astype(bool), keypoints=xy, confidence=conf, world=world,
-                        open_region=open_region)
+                        open_region=open_region, facing=facing)
+
+
+def _decide_facing(rgb: np.ndarray, landmarks: Landmarks, xy: np.ndarray, conf: np.ndarray, world: np.ndarray,
+                   ctx: StageContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Which way the person faces: mediapipe's 3D landmarks say, unless they face the camera while no face is found
+    at the head (mediapipe then mostly read a back view as a front view): the landmarks are turned around.
+
+    Returns the (possibly turned) model-order landmarks and "camera" or "away"; warns when the front is unseen.
+    """
+    toward = facing_camera(world) > 0.0
+    face = face_visible(rgb, landmarks.pixels, landmarks.visibility)
+    if toward and face is False:
+        xy, conf, world = turned_around(xy, conf, world)
+        toward = False
+        log.info("no face at the head although the landmarks face the camera: reading the photo as a back view")
+    if not toward:
+        ctx.warn("the person is seen from behind: the body is fitted facing away from the camera and the "
+                 "reconstruction keeps the person's front as its front, but that front is not in the photo "
+                 "(it is guessed)")
+    return xy, conf, world, "camera" if toward else "away"
 
 
 def _cut_edges(framed: Framed) -> np.ndarray | None:
@@ -313,8 +378,10 @@ def _torso_frame(kp: np.ndarray) -> np.ndarray:
     return np.stack([x, y, np.cross(x, y)], 1)
 
 
-def _initial_pose(posed: _Posed, rest_kp: np.ndarray, world: np.ndarray, conf: np.ndarray) -> None:
-    """Global orientation and limb rotations from the world landmarks (analytic inverse kinematics)."""
+def _initial_pose(posed: _Posed, rest_kp: np.ndarray, world: np.ndarray, conf: np.ndarray, limbs: bool = True
+                  ) -> None:
+    """Global orientation and (when ``limbs``) limb rotations from the world landmarks (analytic inverse
+    kinematics)."""
     torso = ("left_hip", "right_hip", "left_shoulder", "right_shoulder")
     if any(conf[KP[n]] < 0.2 for n in torso):
         return
@@ -323,7 +390,7 @@ def _initial_pose(posed: _Posed, rest_kp: np.ndarray, world: np.ndarray, conf: n
     ball = posed.ball.detach().clone()
     hinge = posed.hinge.detach().clone()
     lo, hi = (math.radians(v) for v in HINGE_RANGE_DEG)
-    for side in ("left", "right"):
+    for side in ("left", "right") if limbs else ():
         for root, mid, end, ball_j, hinge_j in (("shoulder", "elbow", "wrist", "shoulder", "elbow"),
                                                ("hip", "knee", "ankle", "hip", "knee")):
             a, b, c = (KP[f"{side}_{n}"] for n in (root, mid, end))
@@ -382,11 +449,111 @@ def _initial_placement(posed: _Posed, obs: Observations) -> None:
         posed.trans.copy_(torch.as_tensor(t, dtype=torch.float32))
 
 
+@dataclass
+class _Targets:
+    """What the loss compares the body with (torch, on the fit's device); see :func:`_loss`."""
+
+    kp: torch.Tensor | None
+    kp_w: torch.Tensor | None
+    seg_idx: torch.Tensor | None
+    seg_dirs: torch.Tensor | None
+    prior_w: torch.Tensor
+    pose_w: float
+
+
+def _segment_targets(world: np.ndarray | None, conf: np.ndarray, device: torch.device, feet: bool = True
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(S, 2) keypoint index pairs and (S, 3) unit directions of the limb segments the world landmarks show
+    (without the feet unless ``feet``)."""
+    if world is None:
+        return None, None
+    seg = [(KP[a], KP[b]) for a, b in SEGMENTS if feet or not a.endswith("_heel")]
+    d = np.array([world[b] - world[a] for a, b in seg])
+    ok = np.array([min(conf[a], conf[b]) >= VISIBLE for a, b in seg]) & (np.linalg.norm(d, axis=1) > 1e-6)
+    if not ok.any():
+        return None, None
+    idx = torch.tensor([s for s, k in zip(seg, ok) if k], device=device)
+    return idx, torch.as_tensor(d[ok] / np.linalg.norm(d[ok], axis=1, keepdims=True), dtype=torch.float32,
+                                device=device)
+
+
+def _loss(posed: _Posed, body: BodyOutput, tg: _Targets, settings: FitSettings, model: BodyModel,
+          w_kp: float) -> torch.Tensor:
+    """Pose prior, hinge limits, shape prior, 2D keypoints and 3D limb directions (the silhouette is added by the
+    caller)."""
+    lo, hi = (math.radians(v) for v in HINGE_RANGE_DEG)
+    loss = tg.pose_w * (tg.prior_w * (posed.ball ** 2).sum(1)).sum()
+    flex = posed.hinge_flexion()
+    loss = loss + settings.w_hinge * (torch.relu(lo - flex) ** 2 + torch.relu(flex - hi) ** 2).sum()
+    loss = loss + settings.w_shape * (((posed.shape[0] - model.shape_mean) / model.shape_scale) ** 2).sum()
+    if tg.kp is not None:
+        err = ((body.keypoints[0, :, :2] - tg.kp) ** 2).sum(1)
+        loss = loss + w_kp * (tg.kp_w * err).sum() / 1e-3
+    if tg.seg_dirs is not None:
+        kp3 = body.keypoints[0]
+        md = kp3[tg.seg_idx[:, 1]] - kp3[tg.seg_idx[:, 0]]
+        md = md / md.norm(dim=1, keepdim=True).clamp_min(1e-6)
+        loss = loss + settings.w_world * (1.0 - (md * tg.seg_dirs).sum(1)).sum()
+    return loss
+
+
+#: Limb chains whose depth the "mirrored limbs" hypothesis flips about their root: (root, members).
+LIMB_CHAINS = (("left_shoulder", ("left_elbow", "left_wrist", "left_index", "left_pinky", "left_thumb")),
+               ("right_shoulder", ("right_elbow", "right_wrist", "right_index", "right_pinky", "right_thumb")),
+               ("left_hip", ("left_knee", "left_ankle", "left_heel", "left_foot_index")),
+               ("right_hip", ("right_knee", "right_ankle", "right_heel", "right_foot_index")))
+
+
+def mirrored_limbs(world: np.ndarray) -> np.ndarray:
+    """(K, 3) world landmarks with every limb's depth mirrored about its root joint (the depth a single view
+    cannot tell), the torso and head kept."""
+    out = world.copy()
+    for root, members in LIMB_CHAINS:
+        z0 = world[KP[root], 2]
+        for m in members:
+            out[KP[m], 2] = 2 * z0 - world[KP[m], 2]
+    return out
+
+
+def _hypotheses(obs: Observations, conf: np.ndarray, have_kp: bool) -> list[tuple[str, np.ndarray | None, bool]]:
+    """Starting points: (name, world landmarks the start is made from, whether the limbs start from them). All are
+    then fitted to the same targets (mediapipe's landmarks): a start only decides which optimum is reached."""
+    if not have_kp or obs.world is None:
+        return [("upright", None, False)]
+    return [("landmarks", obs.world, True), ("mirrored limbs", mirrored_limbs(obs.world), True),
+            ("upright", obs.world, False)]
+
+
+def _warm_up(model: BodyModel, rest: BodyOutput, rest_kp: np.ndarray, obs: Observations, conf: np.ndarray,
+             tg: _Targets, settings: FitSettings, steps: int, hypothesis: tuple[str, np.ndarray | None, bool],
+             device: torch.device) -> tuple[_Posed, float]:
+    """One hypothesis: its start, then ``steps`` keypoint-only steps (frozen shape) on the common targets ``tg``.
+    Returns the body and its final loss (keypoints, 3D directions, priors), by which hypotheses are compared."""
+    name, world, limbs = hypothesis
+    posed = _Posed(model.subset(np.zeros(0, dtype=np.int64)), rest, device)
+    if world is not None:
+        _initial_pose(posed, rest_kp, world, conf, limbs=limbs)
+    _initial_placement(posed, obs)
+    opt = torch.optim.Adam([{"params": [posed.ball, posed.hinge, posed.glob], "lr": settings.lr},
+                            {"params": [posed.log_scale, posed.trans], "lr": settings.lr * 0.3}])
+    with torch.no_grad():
+        state = posed.model.shape_state(posed.shape.detach())
+    value = float("inf")
+    for _ in range(max(steps, 1)):
+        opt.zero_grad(set_to_none=True)
+        loss = _loss(posed, posed.forward(state=state), tg, settings, model, settings.w_keypoints)
+        loss.backward()
+        opt.step()
+        value = float(loss.detach())
+    return posed, value
+
+
 def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings, ctx: StageContext,
                      height_m: float | None = None) -> FitResult:
     """Optimise ``model`` to ``obs``; returns the canonical-frame body and a fit report.
 
-    Raises BadInputError when the mask is empty (nothing to fit).
+    Several starts (:func:`_hypotheses`) are warmed up on the keypoints; the one with the lowest loss goes on with
+    the silhouette. Raises BadInputError when the mask is empty (nothing to fit).
     """
     if not obs.mask.any():
         raise BadInputError("the person mask is empty, so there is no body to fit; check the segmentation")
@@ -394,52 +561,42 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
     r = obs.resolution
     with torch.no_grad():
         rest = model.forward({}, model.shape_mean[None].float().to(device))
-    # Warm-up steps pose only the vertices the keypoints are regressed from; silhouette steps add the triangles near
-    # an outline (see silhouette_band). Either way a step poses a few thousand of the model's vertices.
-    posed = _Posed(model.subset(np.zeros(0, dtype=np.int64)), rest, device)
     rest_kp = rest.keypoints[0].cpu().numpy().astype(np.float64)
 
     have_kp = obs.keypoints is not None and obs.confidence is not None and float(obs.confidence.max()) >= VISIBLE
     conf = obs.confidence.astype(np.float64) if have_kp else np.zeros(len(KEYPOINT_NAMES))
-    if have_kp and obs.world is not None:
-        _initial_pose(posed, rest_kp, obs.world, conf)
-    _initial_placement(posed, obs)
-
-    # --- targets
     target = prepare_silhouette(obs.mask, obs.open_region, min(settings.silhouette_resolution, r), device)
     faces_all = model.faces
+    kp_t = kp_w = None
     if have_kp:
         kp_t = torch.as_tensor(obs.keypoints, dtype=torch.float32, device=device)
         w = np.where(conf >= VISIBLE, conf, 0.0) * KEYPOINT_WEIGHTS
         kp_w = torch.as_tensor(w / max(w.sum(), 1e-6), dtype=torch.float32, device=device)
-    seg_dirs = None
-    if have_kp and obs.world is not None:
-        seg = [(KP[a], KP[b]) for a, b in SEGMENTS]
-        d = np.array([obs.world[b] - obs.world[a] for a, b in seg])
-        ok = np.array([min(conf[a], conf[b]) >= VISIBLE for a, b in seg]) & (np.linalg.norm(d, axis=1) > 1e-6)
-        if ok.any():
-            seg_idx = torch.tensor([s for s, k in zip(seg, ok) if k], device=device)
-            seg_dirs = torch.as_tensor(d[ok] / np.linalg.norm(d[ok], axis=1, keepdims=True), dtype=torch.float32,
-                                       device=device)
     prior_w = torch.tensor([POSE_PRIOR[j] for j in BALLS], dtype=torch.float32, device=device)
-    lo, hi = (math.radians(v) for v in HINGE_RANGE_DEG)
+    # without landmarks only the silhouette speaks: keep the pose near the rest pose
+    feet = settings.world_feet and obs.facing != "away"
+    seg_idx, seg_dirs = _segment_targets(obs.world if have_kp else None, conf, device, feet)
+    tg = _Targets(kp_t, kp_w, seg_idx, seg_dirs, prior_w, settings.w_pose * (1.0 if have_kp else 30.0))
 
-    # --- optimisation: keypoints and 3D directions first, the silhouette joins after a warm-up
-    params = [
+    n_it = max(int(settings.iterations), 1)
+    warmup = int(0.3 * n_it) if have_kp else 0
+    # --- warm-up: every start on the keypoints (cheap: only the keypoints' vertices are posed); the best goes on
+    tried = [(h[0], *_warm_up(model, rest, rest_kp, obs, conf, tg, settings, warmup // 2, h, device))
+             for h in _hypotheses(obs, conf, have_kp)]
+    name, posed, _ = min(tried, key=lambda t: t[2])
+    report_starts = {t[0]: round(t[2], 4) for t in tried}
+
+    # --- the rest of the warm-up with the shape free, then the silhouette joins
+    opt = torch.optim.Adam([
         {"params": [posed.ball, posed.hinge, posed.glob], "lr": settings.lr},
         {"params": [posed.log_scale, posed.trans], "lr": settings.lr * 0.3},
         {"params": [posed.shape], "lr": settings.lr * 0.5},
-    ]
-    opt = torch.optim.Adam(params)
-    n_it = max(int(settings.iterations), 1)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=n_it, eta_min=settings.lr * 0.05)
-    warmup = int(0.3 * n_it) if have_kp else 0
-    # without landmarks only the silhouette speaks: keep the pose near the rest pose
-    pose_w = settings.w_pose * (1.0 if have_kp else 30.0)
+    ])
+    start = warmup // 2
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, n_it - start), eta_min=settings.lr * 0.05)
     bounds = model.shape_bounds
-    frozen_state = None
     band = None
-    for it in range(n_it):
+    for it in range(start, n_it):
         silhouette_on = it >= warmup
         if silhouette_on and (band is None or (it - warmup) % settings.band_refresh == 0):
             with torch.no_grad():
@@ -451,25 +608,11 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
             position[small.subset_index] = np.arange(len(small.subset_index))
             band_faces = torch.as_tensor(position[faces_all[band.faces]], device=device)
             posed.model = small
-            frozen_state = None
         opt.zero_grad(set_to_none=True)
-        shape_free = it >= warmup // 2
-        if not shape_free and frozen_state is None:
-            with torch.no_grad():  # the shape waits: pose its rest body without recomputing it every step
-                frozen_state = posed.model.shape_state(posed.shape.detach())
-        body = posed.forward(state=None if shape_free else frozen_state)
-        loss = pose_w * (prior_w * (posed.ball ** 2).sum(1)).sum()
-        flex = posed.hinge_flexion()
-        loss = loss + settings.w_hinge * (torch.relu(lo - flex) ** 2 + torch.relu(flex - hi) ** 2).sum()
-        loss = loss + settings.w_shape * (((posed.shape[0] - model.shape_mean) / model.shape_scale) ** 2).sum()
-        if have_kp:
-            err = ((body.keypoints[0, :, :2] - kp_t) ** 2).sum(1)
-            loss = loss + settings.w_keypoints * (kp_w * err).sum() / 1e-3
-        if seg_dirs is not None:
-            kp3 = body.keypoints[0]
-            md = kp3[seg_idx[:, 1]] - kp3[seg_idx[:, 0]]
-            md = md / md.norm(dim=1, keepdim=True).clamp_min(1e-6)
-            loss = loss + settings.w_world * (1.0 - (md * seg_dirs).sum(1)).sum()
+        body = posed.forward()
+        late = (it - warmup) / max(1, n_it - warmup) if silhouette_on else 0.0
+        loss = _loss(posed, body, tg, settings, model,
+                     settings.w_keypoints * (1.0 - (1.0 - settings.keypoint_late) * late))
         if silhouette_on:
             ramp = min(1.0, (it - warmup + 1) / max(1, 0.1 * n_it))
             sil = silhouette_loss(body.vertices[0, :, :2], band_faces, target, band.weight, settings.sigma_px)
@@ -483,7 +626,10 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
         if it % 20 == 0:
             ctx.progress(0.1 + 0.85 * it / n_it, f"fitting body {it}/{n_it}")
 
-    return _finish(posed, model, obs, conf if have_kp else None, height_m)
+    result = _finish(posed, model, obs, conf if have_kp else None, height_m)
+    result.report["start"] = name
+    result.report["starts_loss"] = report_starts
+    return result
 
 
 def _finish(posed: _Posed, model: BodyModel, obs: Observations, conf: np.ndarray | None,

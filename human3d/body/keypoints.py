@@ -32,7 +32,7 @@ MEDIAPIPE_TO_KEYPOINT: np.ndarray = np.array([MEDIAPIPE_NAMES.index(n) for n in 
 #: points are less consistent with the body models' definitions of them; hips differ most between conventions.
 KEYPOINT_WEIGHTS: np.ndarray = np.array(
     [{"nose": 1.0, "left_eye": 0.7, "right_eye": 0.7, "left_ear": 0.7, "right_ear": 0.7,
-      "left_hip": 0.7, "right_hip": 0.7, "left_index": 0.3, "right_index": 0.3, "left_pinky": 0.3,
+      "left_hip": 0.4, "right_hip": 0.4, "left_index": 0.3, "right_index": 0.3, "left_pinky": 0.3,
       "right_pinky": 0.3, "left_thumb": 0.2, "right_thumb": 0.2}.get(n, 1.0) for n in KEYPOINT_NAMES],
     dtype=np.float32,
 )
@@ -103,3 +103,53 @@ def detect_landmarks(rgb: np.ndarray, min_detection_confidence: float = 0.5) -> 
         world = np.full((33, 3), np.nan)
     return Landmarks(pixels=pixels, canonical=pixels_to_canonical(pixels, w), visibility=visibility, world=world,
                      resolution=w)
+
+
+#: Left/right partners among the model keypoints (models.KEYPOINT_NAMES): index i <-> MIRROR[i].
+MIRROR: np.ndarray = np.array([KEYPOINT_NAMES.index(n.replace("left_", "@").replace("right_", "left_")
+                                                    .replace("@", "right_")) for n in KEYPOINT_NAMES], dtype=np.int64)
+
+
+def facing_camera(world: np.ndarray) -> float:
+    """How much (K, 3) model-order 3D landmarks (canonical axes) face the camera: the z component of the torso's
+    unit forward direction (+1 facing it, -1 facing away)."""
+    k = {n: world[i] for i, n in enumerate(KEYPOINT_NAMES)}
+    left = (k["left_hip"] - k["right_hip"]) + (k["left_shoulder"] - k["right_shoulder"])
+    up = (k["left_shoulder"] + k["right_shoulder"] - k["left_hip"] - k["right_hip"]) / 2
+    fwd = np.cross(left, up)
+    n = float(np.linalg.norm(fwd))
+    return float(fwd[2] / n) if n > 1e-9 else 0.0
+
+
+def turned_around(xy: np.ndarray, conf: np.ndarray, world: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The other reading of the same picture: the person turned around. Left and right labels swap and the 3D
+    landmarks mirror in depth, so every 2D position stays where it was. (K, 2), (K,), (K, 3) in model order."""
+    w = world[MIRROR].copy()
+    w[:, 2] *= -1.0
+    return xy[MIRROR].copy(), conf[MIRROR].copy(), w
+
+
+def face_visible(rgb: np.ndarray, pixels: np.ndarray, visibility: np.ndarray) -> bool | None:
+    """Whether mediapipe's face detector (short range, inside the wheel) finds a face at the head of the person whose
+    (33, 2) landmark pixels are given; None when the head is not seen well enough to tell."""
+    try:
+        from mediapipe.python.solutions import face_detection
+    except ImportError as err:
+        raise MissingBackendError("body landmarks need mediapipe: pip install mediapipe==0.10.21") from err
+    head = [MEDIAPIPE_NAMES.index(n) for n in ("nose", "left_ear", "right_ear", "left_eye", "right_eye")]
+    sh = [MEDIAPIPE_NAMES.index(n) for n in ("left_shoulder", "right_shoulder")]
+    if visibility[sh].min() < 0.5:
+        return None
+    centre = pixels[head].mean(0)
+    size = 1.1 * float(np.linalg.norm(pixels[sh[0]] - pixels[sh[1]])) + 1e-6
+    h, w = rgb.shape[:2]
+    x0, y0 = int(max(0, centre[0] - size)), int(max(0, centre[1] - size))
+    x1, y1 = int(min(w, centre[0] + size)), int(min(h, centre[1] + size))
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        return None
+    from PIL import Image
+
+    crop = np.asarray(Image.fromarray(np.ascontiguousarray(rgb[y0:y1, x0:x1])).resize((192, 192), Image.BILINEAR))
+    with face_detection.FaceDetection(model_selection=0, min_detection_confidence=0.5) as det:
+        result = det.process(np.ascontiguousarray(crop))
+    return bool(result.detections)

@@ -38,7 +38,8 @@ def _register() -> None:
     reconstruct.register(app)
     doctor.register(app)
     app.add_typer(weights.app, name="weights")
-    for module_name in ("human3d.cli.render", "human3d.cli.eval", "human3d.cli.train", "human3d.cli.report"):
+    for module_name in ("human3d.cli.render", "human3d.cli.eval", "human3d.cli.train", "human3d.cli.report",
+                        "human3d.cli.people"):
         # command groups added by later stages register themselves when their module exists
         try:
             module = __import__(module_name, fromlist=["register"])

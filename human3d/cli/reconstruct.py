@@ -86,6 +86,9 @@ def reconstruct(
         None, "--faces", help="Decimate the mesh to this many triangles (at least 100) before texturing."),
     normal_map: bool | None = typer.Option(
         None, "--normal-map", help="With --faces: bake the full mesh's detail into a normal map (GLB, OBJ)."),
+    person: int | None = typer.Option(
+        None, "--person", help="Which of several people to reconstruct, numbered left to right (see human3d people; "
+                               "default: the most complete, central and large)."),
 ) -> None:
     """Reconstruct textured 3D meshes from photos of people.
 
@@ -101,7 +104,7 @@ def build_config(
     body_model: str | None = None, mv_backend: str | None = None, unet: Path | None = None,
     allow_pickle: bool = False, height: float | None = None, mv_dtype: str | None = None,
     mv_masks: str | None = None, rig: bool | None = None, rest_pose: str | None = None, animation: str | None = None,
-    faces: int | None = None, normal_map: bool | None = None,
+    faces: int | None = None, normal_map: bool | None = None, person: int | None = None,
 ):
     """The :class:`~human3d.config.ReconstructConfig` the command line asks for: preset, then the config file,
     then the dedicated flags that were given, then ``--set`` items."""
@@ -117,7 +120,7 @@ def build_config(
         "body.height_m": height, "multiview.backend": mv_backend, "multiview.unet_path": str(unet) if unet else None,
         "multiview.allow_pickle": True if allow_pickle else None, "multiview.dtype": mv_dtype,
         "multiview.mask_method": mv_masks, "rig.enabled": rig, "rig.rest_pose": rest_pose, "rig.animation": animation,
-        "texture.faces": faces, "texture.normal_map": normal_map or None,
+        "texture.faces": faces, "texture.normal_map": normal_map or None, "segment.person": person,
     }
     if mask is not None:
         flags.update({"segment.backend": "mask", "segment.mask_path": str(mask)})
@@ -125,6 +128,13 @@ def build_config(
         if value is not None:
             set_config_value(cfg, path, value)
     apply_settings(cfg, list(settings))
+    if cfg.segment.person is not None:
+        if cfg.segment.person < 1:
+            raise UsageError(f"--person {cfg.segment.person}: people are numbered from 1 (left to right)")
+        if cfg.segment.mask_path is not None:
+            raise UsageError("--person and --mask both choose the person; drop one of them")
+        if cfg.segment.backend == "auto":
+            cfg.segment.backend = "mediapipe"  # the photo's own alpha would decide otherwise
     return cfg
 
 
@@ -138,7 +148,7 @@ def run_reconstruct(
     ray_address: str | None = None, ray_cpus_per_task: float | None = None, ray_gpus_per_task: float | None = None,
     ray_storage: str = "shared", preview: bool | None = None, report: bool = True, rig: bool | None = None,
     rest_pose: str | None = None, animation: str | None = None, faces: int | None = None,
-    normal_map: bool | None = None,
+    normal_map: bool | None = None, person: int | None = None,
 ) -> None:
     from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem, worker_id
     from human3d.config import config_to_toml, resolve_device, set_config_value, validate_config
@@ -157,7 +167,7 @@ def run_reconstruct(
                        max_megapixels=max_megapixels, mask=mask, segmenter=segmenter, body_model=body_model,
                        mv_backend=mv_backend, unet=unet, allow_pickle=allow_pickle, height=height,
                        mv_dtype=mv_dtype, mv_masks=mv_masks, rig=rig, rest_pose=rest_pose, animation=animation,
-                       faces=faces, normal_map=normal_map)
+                       faces=faces, normal_map=normal_map, person=person)
     if fmt is not None:
         set_config_value(cfg, "export.format", fmt.lower())
     if print_config:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from human3d.config import SegmentConfig
 from human3d.context import StageContext
-from human3d.errors import MissingBackendError
+from human3d.errors import MissingBackendError, UsageError
 from human3d.segment.base import RawMask
 from human3d.types import LoadedImage
 
@@ -158,18 +158,38 @@ def _to_photo(prob: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(prob.astype(np.float32), "F").resize(size, Image.Resampling.BILINEAR))
 
 
+def working_scale(image: LoadedImage) -> float:
+    """Working pixels per photo pixel (see :func:`_working_rgb`)."""
+    return min(1.0, WORK_LONG_SIDE / max(image.size))
+
+
 def segment(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) -> RawMask:
-    """(H, W) person probability from pose segmentation (several people: the largest), else selfie segmentation."""
+    """(H, W) person probability from pose segmentation, else selfie segmentation.
+
+    Several people (:mod:`human3d.segment.people`): ``cfg.person`` (1-based, left to right) or else the one the photo
+    most likely is of; a neighbour's pixels are cut from them. Raises UsageError when ``cfg.person`` is beyond the
+    people found.
+    """
+    from human3d.segment.people import describe, find_people, intended, own_probability
+
     mp = import_mediapipe()
     rgb = _working_rgb(image)
     with _pose(mp) as pose:
         ctx.progress(0.2, "mediapipe pose segmentation")
-        people = detect_people(pose, rgb, cfg.threshold)
+        people = find_people(pose, rgb, cfg.threshold)
         if people:
+            chosen = pick_person(people, cfg.person, intended)
             ctx.progress(0.6, f"{len(people)} {'person' if len(people) == 1 else 'people'} found; refining")
-            best = refine(pose, rgb, people[0], cfg.threshold)
+            prob = own_probability(people, chosen)
+            best = refine(pose, rgb, Detection(prob, int((prob > cfg.threshold).sum())), cfg.threshold)
+            if len(people) > 1:  # the refined crop may see the neighbour's limb again: cut it once more
+                best = Detection(np.where(own_probability(people, chosen) > 0, best.probability, 0.0)
+                                 .astype(np.float32), best.area)
             return RawMask(_to_photo(best.probability, image.size), "mediapipe", people=len(people),
-                           detail="mediapipe pose segmentation")
+                           detail="mediapipe pose segmentation", chosen=chosen + 1,
+                           candidates=describe(people, working_scale(image)))
+    if cfg.person is not None and cfg.person != 1:
+        raise UsageError(f"--person {cfg.person}: no person was found by pose detection in {image.source or 'the photo'}")
     ctx.progress(0.6, "pose found nobody; trying mediapipe selfie segmentation")
     prob = _selfie(mp, rgb)
     mask = prob > cfg.threshold
@@ -177,3 +197,14 @@ def segment(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) -> RawMas
         prob = np.zeros_like(prob)  # a hesitant selfie mask on a photo where pose saw nobody is not a person
     return RawMask(_to_photo(prob, image.size), "mediapipe", people=0,
                    detail="mediapipe: pose found nobody, selfie segmentation used")
+
+
+def pick_person(people: list, person: int | None, intended: Any) -> int:
+    """0-based index: the 1-based ``person`` (left to right) when given, else ``intended(people)``."""
+    if person is None:
+        return intended(people)
+    if not 1 <= person <= len(people):
+        raise UsageError(f"--person {person}: the photo shows {len(people)} "
+                         f"{'person' if len(people) == 1 else 'people'}; choose 1 to {len(people)} "
+                         "(numbered left to right; see human3d people PHOTO)")
+    return person - 1

@@ -41,10 +41,14 @@ def segment_person(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) ->
     """Separate the person from the background.
 
     Returns a :class:`Cutout` with the photo rgb (H, W, 3), the cleaned person mask (H, W) bool (one component,
-    small holes filled), its half-open bbox and the backend used. Several people: the largest, with a warning.
+    small holes filled), its half-open bbox and the backend used. Several people: ``cfg.person`` or the one the photo
+    is most likely of (mediapipe backend; other backends: the largest), with a warning listing them.
     Raises :class:`NoPersonFoundError` (exit 3) when the mask is empty or smaller than ``cfg.min_area_fraction``.
     """
     backend, why = choose_backend(image, cfg)
+    if cfg.person is not None and backend != "mediapipe":
+        raise UsageError(f"--person chooses among the people mediapipe finds, but the {backend} backend is used "
+                         f"({why}); drop --person, or pass --segmenter mediapipe")
     ctx.progress(0.0, f"segmentation backend: {backend} ({why})")
     try:
         raw = _run(backend, image, cfg, ctx)
@@ -68,7 +72,12 @@ def segment_person(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) ->
         )
     people = max(raw.people, 1 + cleaned.others)
     warnings = list(raw.notes)
-    if people > 1:
+    if raw.candidates and len(raw.candidates) > 1:
+        listed = "; ".join(raw.candidates)
+        how = "as asked (--person)" if cfg.person is not None else "the most complete, central and large"
+        warnings.append(f"several people in {source} ({len(raw.candidates)}, numbered left to right: {listed}); "
+                        f"reconstructing person {raw.chosen}, {how}; choose another with --person N")
+    elif people > 1:
         # Detectors find people one at a time and may miss some: the count is a lower bound.
         warnings.append(f"several people in {source} (at least {people}); reconstructing the largest one "
                         "(crop the photo or give --mask FILE to choose another)")
