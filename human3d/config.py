@@ -103,13 +103,13 @@ class CarveConfig:
     """Steps of the body refinement (a similarity transform of the body mesh) before carving; 0 skips it."""
     body_refine_resolution: int = 128
     """Render resolution of the body refinement."""
-    iterations: int = 90
+    iterations: int = 70
     """Carving iterations over all levels (each renders every view once and remeshes)."""
     coarse_levels: int = 2
     """Levels of the coarse-to-fine schedule below ``resolution``, each at half the resolution of the next."""
     coarse_fraction: float = 0.6
     """Fraction of the iterations spent on the coarse levels (shared equally); the rest run at ``resolution``."""
-    edge_length_pixels: float = 1.5
+    edge_length_pixels: float = 2.0
     """Floor of the reference edge length in pixels of each level's render resolution (the canvas spans 2 units
     across R pixels, so a pixel is 2/R): the finest detail the views can carry sets the density."""
     edge_length_max: float = 0.08
@@ -205,7 +205,7 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "frame": {"resolution": 512},
         "body": {"iterations": 120},
         "multiview": {"resolution": 512, "num_inference_steps": 20},
-        "carve": {"resolution": 256, "body_refine_steps": 30, "iterations": 60, "edge_length_pixels": 2.0},
+        "carve": {"resolution": 256, "body_refine_steps": 30, "iterations": 60, "edge_length_pixels": 2.5},
         "texture": {"texture_size": 1024},
     },
     "default": {},
