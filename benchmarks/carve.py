@@ -32,14 +32,14 @@ def preset_table(args: argparse.Namespace) -> None:
     from human3d.types import BodyFit
 
     t0 = time.perf_counter()
-    truth = humanoid_mesh(clothed=True, spacing=0.006)
+    truth = humanoid_mesh(clothed=True, spacing=0.008)
     body_v, body_f = humanoid_mesh(clothed=False, spacing=0.02)
     cams = body_cameras(args.view_resolution)
     views = render_views(*truth, cams)
     center = body_v.mean(0)
     start_v = ((body_v - center) * 1.03 + center + np.array([0.02, -0.015, 0.0])).astype(np.float32)
     body = BodyFit(vertices=start_v, faces=body_f, joints=np.zeros((0, 3), np.float32))
-    s0 = oracle_scores((body_v, body_f), truth, cams)
+    s0 = oracle_scores((body_v, body_f), truth, cams, count=args.points)
     print(f"subject: {len(truth[1])} triangles, views {args.view_resolution}px, set up in "
           f"{time.perf_counter() - t0:.1f} s; undisplaced body: {s0.row()}")
     header = ("preset", "res", "iters", "carve s", "stage s", "triangles", "chamfer %h", "NC", "normal angle deg",
@@ -55,7 +55,7 @@ def preset_table(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         mesh, report = carve_with_report(views, body, cfg, ctx)
         total = time.perf_counter() - t
-        s = oracle_scores((mesh.vertices, mesh.faces), truth, cams)
+        s = oracle_scores((mesh.vertices, mesh.faces), truth, cams, count=args.points)
         steps = " ".join(f"{k} {v:.1f}" for k, v in report.seconds.items())
         selfint = getattr(report, "self_intersecting_faces", "n/a")
         print(f"| {preset} | {cfg.resolution} | {report.iterations} | {report.seconds['carve']:.1f} | {total:.1f} | "
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="override CarveConfig.threads")
     parser.add_argument("--view-resolution", type=int, default=768)
+    parser.add_argument("--points", type=int, default=100_000, help="sample points per surface of the metrics")
     parser.add_argument("--no-iterations", action="store_true", help="skip the per-iteration cost table")
     args = parser.parse_args()
     if args.presets:

@@ -13,8 +13,8 @@ import trimesh
 from human3d.cameras import all_cameras, body_cameras
 from human3d.carve.carve import (
     carve_from_views,
-    carve_schedule,
     carve_mesh,
+    carve_schedule,
     refine_similarity,
     targets_from_multiview,
     torch_threads,
