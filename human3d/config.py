@@ -99,7 +99,7 @@ class CarveConfig:
 
     resolution: int = 384
     """Render resolution of the views during carving (targets are resampled to it)."""
-    body_refine_steps: int = 100
+    body_refine_steps: int = 60
     """Steps of the body refinement (a similarity transform of the body mesh) before carving; 0 skips it."""
     body_refine_resolution: int = 128
     """Render resolution of the body refinement."""
