@@ -7,9 +7,14 @@
    carving (which is free-form and starts right after).
 2. The mesh is made closed and manifold when it is not (signed-distance iso-surface), then carved with
    continuous remeshing (:mod:`human3d.carve.optimizer`): L1 normal loss inside the target masks plus L1 mask
-   loss, over every view, weighted by ``MultiView.view_weights``; the first ``coarse_fraction`` of the iterations
-   render at half resolution.
-3. Optional Poisson clean-up keeping the largest component.
+   loss, over every view, weighted by ``MultiView.view_weights``. Coarse to fine (:func:`carve_schedule`):
+   ``coarse_levels`` levels at R/4, R/2 (by default) share ``coarse_fraction`` of the iterations, the rest run at
+   R; each level's edge-length floor is ``edge_length_pixels`` of its pixels (:func:`edge_length_floor`), so the
+   output is as fine as the views can justify and no finer. Vertices that stray off the canvas (where no pixel
+   sees them) are pulled back (:func:`pull_into_canvas`).
+3. Optional Poisson clean-up, then :func:`human3d.carve.meshing.clean_mesh`: one component, manifold,
+   outward winding, no degenerate faces, self-intersections smoothed away; what it did and the self-intersecting
+   faces left go into the carve report.
 
 :func:`carve_from_views` is the lower-level entry point: any starting mesh, any target views.
 """
