@@ -109,11 +109,14 @@ class CarveConfig:
     """Levels of the coarse-to-fine schedule below ``resolution``, each at half the resolution of the next."""
     coarse_fraction: float = 0.6
     """Fraction of the iterations spent on the coarse levels (shared equally); the rest run at ``resolution``."""
-    edge_length_pixels: float = 2.0
+    edge_length_pixels: float = 1.5
     """Floor of the reference edge length in pixels of each level's render resolution (the canvas spans 2 units
     across R pixels, so a pixel is 2/R): the finest detail the views can carry sets the density."""
     edge_length_max: float = 0.08
     """Largest reference edge length, canonical units (the canvas spans 2)."""
+    edge_length_range: float = 2.0
+    """At each level the reference edge length stays within [floor, edge_length_range * floor] (and at most
+    edge_length_max): no region ends coarser than the views justify, even where they disagree."""
     lr: float = 0.3
     """Step size in units of the local reference edge length."""
     laplacian_weight: float = 0.3
@@ -205,13 +208,13 @@ PRESET_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "frame": {"resolution": 512},
         "body": {"iterations": 120},
         "multiview": {"resolution": 512, "num_inference_steps": 20},
-        "carve": {"resolution": 256, "body_refine_steps": 30, "iterations": 60, "edge_length_pixels": 2.5},
+        "carve": {"resolution": 256, "body_refine_steps": 30, "iterations": 60, "edge_length_pixels": 2.0},
         "texture": {"texture_size": 1024},
     },
     "default": {},
     "quality": {
         "body": {"iterations": 600},
-        "carve": {"resolution": 768, "iterations": 150, "coarse_levels": 3, "edge_length_pixels": 2.0},
+        "carve": {"resolution": 768, "iterations": 150, "coarse_levels": 3},
         "texture": {"texture_size": 4096},
     },
 }

@@ -205,7 +205,8 @@ def _carve(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewTargets, cf
     report = report if report is not None else CarveReport()
     schedule = carve_schedule(cfg)
     floor0 = edge_length_floor(cfg, schedule[0][0])
-    settings = RemeshingSettings(lr=cfg.lr, edge_len_lims=(floor0, max(cfg.edge_length_max, floor0)),
+    settings = RemeshingSettings(lr=cfg.lr, edge_len_lims=(floor0, max(min(cfg.edge_length_max,
+                                                                         cfg.edge_length_range * floor0), floor0)),
                                  laplacian_weight=cfg.laplacian_weight, remesh_interval=cfg.remesh_interval,
                                  max_vertices=cfg.max_vertices)
     opt = MeshOptimizer(vertices.detach(), faces, settings)
@@ -218,7 +219,9 @@ def _carve(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewTargets, cf
         floor = edge_length_floor(cfg, resolution)
         if report.levels:  # finer views: what had converged at the coarser floor now starts that much finer
             opt.scale_reference_lengths(floor / report.levels[-1]["edge_floor"])
-        opt.set_edge_length_limits(floor, max(cfg.edge_length_max, floor))
+        # The ceiling too follows the level: where the views disagree (generated views are never exactly
+        # consistent) vertices keep moving, and the reference controller would coarsen them up to edge_length_max.
+        opt.set_edge_length_limits(floor, max(min(cfg.edge_length_max, cfg.edge_length_range * floor), floor))
         for _ in range(iterations):
             opt.zero_grad()
             loss, stats = view_losses(opt.vertices, opt.faces, views, rasterizer, cfg.normal_weight,
