@@ -1,4 +1,4 @@
-"""End-to-end CPU time per image per preset, with per-stage seconds, as a Markdown table.
+"""End-to-end CPU time per image per preset, with per-stage seconds and the output's triangles, as a Markdown table.
 
     .venv/bin/python benchmarks/e2e.py [--presets fast default] [--photos ../shared/data/photos/*.png]
 
@@ -36,8 +36,8 @@ def main() -> None:
     Reconstructor(preset_config("fast", device=args.device)).run(inputs[0], until="body")
 
     cols = list(STAGE_NAMES) + ["export"]
-    print("| preset | image | " + " | ".join(cols) + " | total s | faces |")
-    print("|---" * (len(cols) + 4) + "|")
+    print("| preset | image | " + " | ".join(cols) + " | total s | triangles | vertices |")
+    print("|---" * (len(cols) + 5) + "|")
     for preset in args.presets:
         for img in inputs:
             cfg = preset_config(preset, device=args.device)
@@ -45,9 +45,10 @@ def main() -> None:
             t0 = time.perf_counter()
             res = Reconstructor(cfg).run(img, out, overwrite=True)
             total = time.perf_counter() - t0
-            faces = len(res.results["texture"].faces)
+            mesh = res.results["texture"]
             cells = [f"{res.timings.get(c, 0.0):.1f}" for c in cols]
-            print(f"| {preset} | {img.name} | " + " | ".join(cells) + f" | {total:.1f} | {faces} |", flush=True)
+            print(f"| {preset} | {img.name} | " + " | ".join(cells) + f" | {total:.1f} | {len(mesh.faces)} | "
+                  f"{len(mesh.vertices)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,14 @@
    carving (which is free-form and starts right after).
 2. The mesh is made closed and manifold when it is not (signed-distance iso-surface), then carved with
    continuous remeshing (:mod:`human3d.carve.optimizer`): L1 normal loss inside the target masks plus L1 mask
-   loss, over every view, weighted by ``MultiView.view_weights``; the first ``coarse_fraction`` of the iterations
-   render at half resolution.
-3. Optional Poisson clean-up keeping the largest component.
+   loss, over every view, weighted by ``MultiView.view_weights``. Coarse to fine (:func:`carve_schedule`):
+   ``coarse_levels`` levels at R/4, R/2 (by default) share ``coarse_fraction`` of the iterations, the rest run at
+   R; each level's edge-length floor is ``edge_length_pixels`` of its pixels (:func:`edge_length_floor`), so the
+   output is as fine as the views can justify and no finer. Vertices that stray off the canvas (where no pixel
+   sees them) are pulled back (:func:`pull_into_canvas`).
+3. Optional Poisson clean-up, then :func:`human3d.carve.meshing.clean_mesh`: one component, manifold,
+   outward winding, no degenerate faces, self-intersections smoothed away; what it did and the self-intersecting
+   faces left go into the carve report.
 
 :func:`carve_from_views` is the lower-level entry point: any starting mesh, any target views.
 """
@@ -26,7 +31,7 @@ import numpy as np
 import torch
 
 from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, FACE_VIEW_NAME, OrthoCamera, face_camera
-from human3d.carve.meshing import is_closed_manifold, make_watertight, poisson_cleanup
+from human3d.carve.meshing import clean_mesh, is_closed_manifold, make_watertight, poisson_cleanup
 from human3d.carve.optimizer import MeshOptimizer, RemeshingSettings
 from human3d.config import CarveConfig
 from human3d.context import StageContext, log, torch_threads
@@ -77,6 +82,12 @@ class CarveReport:
     seconds: dict[str, float] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
     renderer: str = ""
+    levels: list[dict[str, float]] = field(default_factory=list)
+    """Per level of the coarse-to-fine schedule: resolution, iterations, edge_floor, vertices at its end, seconds."""
+    cleanup: dict[str, int] = field(default_factory=dict)
+    """What :func:`human3d.carve.meshing.clean_mesh` found and fixed (components removed, ...)."""
+    self_intersecting_faces: int = 0
+    """Faces of the output that intersect another face (open3d), after clean-up."""
 
 
 def view_losses(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewTargets, rasterizer: Rasterizer,
@@ -88,6 +99,39 @@ def view_losses(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewTarget
     normal_l1 = ((out.normals - targets.normals).abs().sum(-1) * targets.masks).mean((1, 2))
     loss = mask_weight * (w * mask_l1).sum() + normal_weight * (w * normal_l1).sum()
     return loss, {"mask_l1": float((w * mask_l1.detach()).sum()), "normal_l1": float((w * normal_l1.detach()).sum())}
+
+
+@torch.no_grad()
+def off_canvas_offsets(vertices: torch.Tensor, cameras: list[OrthoCamera]) -> torch.Tensor:
+    """(V, 3) the move that would bring each vertex into the canvas of every body view (zero for vertices inside),
+    summed over the views."""
+    out = torch.zeros_like(vertices)
+    for c in cameras:
+        if c.name not in BODY_VIEW_NAMES:
+            continue
+        rot = torch.as_tensor(c.rotation[:2], dtype=vertices.dtype, device=vertices.device)  # (2, 3)
+        center = torch.as_tensor(c.center, dtype=vertices.dtype, device=vertices.device)
+        xy = vertices @ rot.T - center
+        out += (xy.clamp(-c.half_extent, c.half_extent) - xy) @ rot
+    return out
+
+
+@torch.no_grad()
+def pull_into_canvas(vertices: torch.Tensor, cameras: list[OrthoCamera]) -> None:
+    """Add to ``vertices.grad`` a pull toward the canvas for vertices outside it, as strong as the RMS gradient.
+
+    Framing puts the whole person inside the canvas, but no pixel sees beyond it: a part of the mesh that strays off
+    the canvas (feet of a body fit a little too tall) gets no gradient and would stay there. The pull has the
+    scale of the view gradients, so the optimiser's moments stay meaningful; a hard clamp instead flattens such
+    parts onto the canvas border, where they fold.
+    """
+    if vertices.grad is None:
+        return
+    offset = off_canvas_offsets(vertices.detach(), cameras)
+    outside = offset.norm(dim=1) > 0
+    if outside.any():
+        rms = vertices.grad.square().sum(1).mean().sqrt()
+        vertices.grad[outside] -= rms * torch.nn.functional.normalize(offset[outside], dim=1)
 
 
 def refine_similarity(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewTargets, rasterizer: Rasterizer,
@@ -132,11 +176,26 @@ def carve_from_views(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewT
                      report: CarveReport | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Carve a closed manifold mesh (V, 3), (F, 3) to match ``targets`` with continuous remeshing.
 
-    Uses cfg.iterations, coarse_fraction, edge_length_min/max, lr, laplacian_weight, normal_weight, mask_weight and
-    remesh_interval. Returns the carved (V', 3) vertices and (F', 3) faces.
+    Runs the levels of :func:`carve_schedule`, each with the edge-length floor of its resolution
+    (:func:`edge_length_floor`). Returns the carved (V', 3) vertices and (F', 3) faces.
     """
     with torch_threads(cfg.threads if vertices.device.type == "cpu" else 0):
         return _carve(vertices, faces, targets, cfg, rasterizer, progress, report)
+
+
+def carve_schedule(cfg: CarveConfig) -> list[tuple[int, int]]:
+    """(render resolution, iterations) of each level, coarse to fine: ``coarse_levels`` levels at R/2^k sharing
+    ``coarse_fraction`` of the iterations, then the rest at R = ``cfg.resolution``."""
+    levels = max(int(cfg.coarse_levels), 0)
+    n_coarse = int(round(cfg.iterations * cfg.coarse_fraction)) if levels else 0
+    out = [(max(cfg.resolution >> k, 16), n_coarse // levels + (1 if i < n_coarse % levels else 0))
+           for i, k in enumerate(range(levels, 0, -1))]
+    return [lv for lv in out if lv[1] > 0] + [(cfg.resolution, cfg.iterations - n_coarse)]
+
+
+def edge_length_floor(cfg: CarveConfig, resolution: int) -> float:
+    """The smallest reference edge length at a render ``resolution``: ``edge_length_pixels`` pixels of 2/R units."""
+    return cfg.edge_length_pixels * 2.0 / resolution
 
 
 def _carve(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewTargets, cfg: CarveConfig,
@@ -144,23 +203,40 @@ def _carve(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewTargets, cf
            report: CarveReport | None) -> tuple[torch.Tensor, torch.Tensor]:
     rasterizer = rasterizer or get_rasterizer(cfg.renderer, vertices.device)
     report = report if report is not None else CarveReport()
-    settings = RemeshingSettings(lr=cfg.lr, edge_len_lims=(cfg.edge_length_min, cfg.edge_length_max),
-                                 laplacian_weight=cfg.laplacian_weight, remesh_interval=cfg.remesh_interval)
+    schedule = carve_schedule(cfg)
+    floor0 = edge_length_floor(cfg, schedule[0][0])
+    settings = RemeshingSettings(lr=cfg.lr, edge_len_lims=(floor0, max(min(cfg.edge_length_max,
+                                                                         cfg.edge_length_range * floor0), floor0)),
+                                 laplacian_weight=cfg.laplacian_weight, remesh_interval=cfg.remesh_interval,
+                                 max_vertices=cfg.max_vertices)
     opt = MeshOptimizer(vertices.detach(), faces, settings)
-    n_coarse = int(round(cfg.iterations * cfg.coarse_fraction))
-    coarse = targets.resized(max(targets.resolution // 2, 16))
     t0 = time.perf_counter()
     stats: dict[str, float] = {}
-    for it in range(cfg.iterations):
-        views = coarse if it < n_coarse else targets
-        opt.zero_grad()
-        loss, stats = view_losses(opt.vertices, opt.faces, views, rasterizer, cfg.normal_weight, cfg.mask_weight)
-        loss.backward()
-        opt.step()
-        if progress is not None and (it % 5 == 0 or it == cfg.iterations - 1):
-            progress((it + 1) / max(cfg.iterations, 1),
-                     f"carving {it + 1}/{cfg.iterations}: {opt.vertices.shape[0]} vertices, "
-                     f"mask {stats['mask_l1']:.4f}, normal {stats['normal_l1']:.4f}")
+    done, total = 0, max(cfg.iterations, 1)
+    for resolution, iterations in schedule:
+        t_level = time.perf_counter()
+        views = targets.resized(min(resolution, targets.resolution))
+        floor = edge_length_floor(cfg, resolution)
+        if report.levels:  # finer views: what had converged at the coarser floor now starts that much finer
+            opt.scale_reference_lengths(floor / report.levels[-1]["edge_floor"])
+        # The ceiling too follows the level: where the views disagree (generated views are never exactly
+        # consistent) vertices keep moving, and the reference controller would coarsen them up to edge_length_max.
+        opt.set_edge_length_limits(floor, max(min(cfg.edge_length_max, cfg.edge_length_range * floor), floor))
+        for _ in range(iterations):
+            opt.zero_grad()
+            loss, stats = view_losses(opt.vertices, opt.faces, views, rasterizer, cfg.normal_weight,
+                                      cfg.mask_weight)
+            loss.backward()
+            pull_into_canvas(opt.vertices, views.cameras)
+            opt.step()
+            done += 1
+            if progress is not None and (done % 5 == 0 or done == cfg.iterations):
+                progress(done / total, f"carving {done}/{cfg.iterations} at {resolution}px: "
+                         f"{opt.vertices.shape[0]} vertices, mask {stats['mask_l1']:.4f}, "
+                         f"normal {stats['normal_l1']:.4f}")
+        report.levels.append({"resolution": resolution, "iterations": iterations, "edge_floor": floor,
+                              "vertices": int(opt.vertices.shape[0]),
+                              "seconds": round(time.perf_counter() - t_level, 3)})
     report.iterations += cfg.iterations
     report.seconds["carve"] = time.perf_counter() - t0
     report.losses = stats
@@ -208,9 +284,10 @@ def carve_mesh(views: MultiView, body: BodyFit, cfg: CarveConfig, ctx: StageCont
 def carve_with_report(views: MultiView, body: BodyFit, cfg: CarveConfig,
                       ctx: StageContext) -> tuple[Mesh, CarveReport]:
     """:func:`carve_mesh` that also returns its :class:`CarveReport` (timings per step, losses, sizes)."""
-    if cfg.iterations < 0 or cfg.resolution < 16 or not (0 < cfg.edge_length_min <= cfg.edge_length_max):
-        raise UsageError("carve settings are invalid: need iterations >= 0, resolution >= 16 and "
-                         "0 < edge_length_min <= edge_length_max")
+    if cfg.iterations < 0 or cfg.resolution < 16 or cfg.edge_length_pixels <= 0 or cfg.edge_length_max <= 0 \
+            or not 0 <= cfg.coarse_fraction < 1 or cfg.coarse_levels < 0:
+        raise UsageError("carve settings are invalid: need iterations >= 0, resolution >= 16, edge_length_pixels "
+                         "> 0, edge_length_max > 0, 0 <= coarse_fraction < 1 and coarse_levels >= 0")
     if len(body.faces) == 0:
         raise BadInputError("the body fit has no mesh to carve from; rerun the body stage")
     device = torch.device(ctx.device)
@@ -248,12 +325,22 @@ def carve_with_report(views: MultiView, body: BodyFit, cfg: CarveConfig,
                             cfg, rasterizer, progress=lambda fr, m: ctx.progress(0.1 + 0.85 * fr, m), report=report)
     v_np, f_np = v.cpu().numpy().astype(np.float32), f.cpu().numpy().astype(np.int64)
 
-    # 3. Optional Poisson clean-up.
+    # 3. Optional Poisson clean-up, then one clean closed mesh.
     if cfg.poisson:
         t0 = time.perf_counter()
         ctx.progress(0.95, "Poisson clean-up")
-        v_np, f_np = poisson_cleanup(v_np, f_np, depth=cfg.poisson_depth)
+        v_np, f_np = poisson_cleanup(v_np, f_np, depth=cfg.poisson_depth, density_quantile=0.0)  # closed
         report.seconds["poisson"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ctx.progress(0.97, "cleaning the mesh")
+    v_np, f_np, report.cleanup = clean_mesh(v_np, f_np)
+    v_np, f_np = v_np.astype(np.float32), f_np.astype(np.int64)
+    report.self_intersecting_faces = report.cleanup["self_intersecting_faces_after"]
+    report.vertices, report.faces = len(v_np), len(f_np)
+    report.seconds["cleanup"] = time.perf_counter() - t0
+    if report.self_intersecting_faces > cfg.max_self_intersections * len(f_np):
+        log.warning("carve: %d of %d faces still intersect others after clean-up", report.self_intersecting_faces,
+                    len(f_np))
     ctx.progress(1.0, f"carved mesh: {len(v_np)} vertices")
     log.info("carve: %s", json.dumps(report.__dict__))
     if ctx.stage_dir is not None:

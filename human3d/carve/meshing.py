@@ -1,11 +1,19 @@
-"""Mesh utilities of the carving stage: a watertight starting mesh, Poisson clean-up, simple shapes.
+"""Mesh utilities of the carving stage: a watertight starting mesh, checks and clean-up of the output, Poisson
+clean-up, simple shapes.
 
 Continuous remeshing needs a closed, manifold, consistently oriented mesh; body-model meshes often are not (eyes,
 separate parts, open seams). :func:`make_watertight` rebuilds such a mesh as an iso-surface of its signed distance
 (Open3D ray casting + marching cubes), keeping the largest component.
+
+What carving hands on must be one clean asset: :func:`check_mesh` measures it (components, boundary and
+non-manifold edges, non-manifold vertices, degenerate faces, self-intersecting faces, orientation) and
+:func:`clean_mesh` makes it so (largest component only, pinched vertices split, outward winding, local smoothing
+where faces intersect).
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -22,6 +30,284 @@ def is_closed_manifold(vertices: np.ndarray, faces: np.ndarray) -> bool:
         return False
     topo = build_topology(torch.as_tensor(np.asarray(faces), dtype=torch.long), len(vertices))
     return bool(topo.interior_edge.all()) and not bool(topo.boundary_vertex.any())
+
+
+@dataclass(frozen=True)
+class MeshCheck:
+    """What :func:`check_mesh` finds. A clean closed mesh has one component, no bad edges or vertices, no
+    degenerate faces, positive volume (outward winding) and no self-intersections."""
+
+    faces: int
+    components: int
+    bad_edges: int
+    """Edges without exactly two faces running opposite ways (boundary, non-manifold or misoriented)."""
+    non_manifold_vertices: int
+    """Vertices whose faces form more than one fan (pinch points)."""
+    degenerate_faces: int
+    """Faces with a repeated vertex or an area below 1e-6 of the mean edge length squared."""
+    self_intersecting_faces: int
+    """Faces crossed by an edge of a face they share no vertex with; -1 when not measured (no open3d)."""
+    volume: float
+    """Signed volume: positive when the faces wind counter-clockwise seen from outside."""
+
+    @property
+    def watertight(self) -> bool:
+        return self.faces > 0 and self.bad_edges == 0
+
+    @property
+    def clean(self) -> bool:
+        return (self.watertight and self.components == 1 and self.non_manifold_vertices == 0
+                and self.degenerate_faces == 0 and self.self_intersecting_faces == 0 and self.volume > 0)
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _edges_and_sides(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique undirected edges (E, 2), and for each of the 3F face sides its edge id and whether it runs low ->
+    high."""
+    sides = np.stack([faces, np.roll(faces, -1, axis=1)], -1).reshape(-1, 2)  # (3F, 2): side k = f[k] -> f[k+1]
+    forward = sides[:, 0] < sides[:, 1]
+    lo, hi = sides.min(1).astype(np.int64), sides.max(1).astype(np.int64)
+    n = int(hi.max()) + 1 if len(hi) else 1
+    keys, inverse = np.unique(lo * n + hi, return_inverse=True)  # 1-D keys: much faster than unique(axis=0)
+    return np.stack([keys // n, keys % n], 1), inverse.reshape(-1), forward
+
+
+def count_components(num_vertices: int, faces: np.ndarray) -> np.ndarray:
+    """(F,) component label of each face (faces sharing a vertex are connected)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    f = len(faces)
+    rows = np.repeat(np.arange(f), 3)
+    graph = coo_matrix((np.ones(3 * f), (rows, faces.reshape(-1) + f)), shape=(f + num_vertices,) * 2)
+    _, labels = connected_components(graph, directed=False)
+    return labels[:f]
+
+
+def vertex_fans(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(3F,) fan label of every face corner (corners of one vertex in one fan share a label: consecutive faces
+    around the vertex share an edge), and the (3F,) vertex of each corner."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    corner_vertex = faces.reshape(-1)
+    edges, side_edge, _ = _edges_and_sides(faces)
+    side_face = np.repeat(np.arange(len(faces)), 3)
+    side_k = np.tile(np.arange(3), len(faces))
+    # Each side f: (k -> k+1) joins the corners of both its end points with the other face on that edge.
+    order = np.argsort(side_edge, kind="stable")
+    se = side_edge[order]
+    pair = np.nonzero(se[1:] == se[:-1])[0]  # consecutive sides of one edge
+    a, b = order[pair], order[pair + 1]
+    links = []
+    for end_a in (0, 1):
+        corner_a = 3 * side_face[a] + (side_k[a] + end_a) % 3
+        vert = corner_vertex[corner_a]
+        # the corner of the same vertex in face b
+        fb = faces[side_face[b]]
+        kb = np.argmax(fb == vert[:, None], axis=1)
+        links.append(np.stack([corner_a, 3 * side_face[b] + kb], 1))
+    links = np.concatenate(links) if links else np.zeros((0, 2), np.int64)
+    n = 3 * len(faces)
+    graph = coo_matrix((np.ones(len(links)), (links[:, 0], links[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels, corner_vertex
+
+
+def degenerate_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,) bool: a repeated vertex, or (twice the) area below 1e-6 of the mean squared edge length."""
+    tri = np.asarray(vertices, np.float64)[faces]
+    area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    scale = float(np.mean(np.sum((tri[:, 1] - tri[:, 0]) ** 2, 1))) if len(faces) else 1.0
+    repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 2] == faces[:, 0])
+    return repeated | (area2 <= 1e-6 * scale)  # float32 rounding of a collinear triangle is ~1e-7
+
+
+def self_intersecting_faces(vertices: np.ndarray, faces: np.ndarray,
+                            edge_subset: np.ndarray | None = None) -> np.ndarray | None:
+    """(F,) bool: faces that an edge of the mesh passes through, where the edge and the face share no vertex (both
+    the crossed face and the faces of the crossing edge are marked). Every edge (or every edge with both ends in
+    the (V,) bool ``edge_subset``) is cast as a ray segment against the mesh (Open3D/Embree), so this is
+    O(F log F), unlike a pairwise test. None without open3d."""
+    try:
+        import open3d as o3d
+    except Exception:
+        return None
+    v = np.ascontiguousarray(vertices, dtype=np.float32)
+    edges, side_edge, _ = _edges_and_sides(faces)
+    ids = np.arange(len(edges)) if edge_subset is None else np.nonzero(edge_subset[edges].all(1))[0]
+    out = np.zeros(len(faces), bool)
+    if len(ids) == 0:
+        return out
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(v), o3d.core.Tensor(np.ascontiguousarray(faces, dtype=np.uint32)))
+    e = edges[ids]
+    rays = np.concatenate([v[e[:, 0]], v[e[:, 1]] - v[e[:, 0]]], 1).astype(np.float32)
+    hits = scene.list_intersections(o3d.core.Tensor(rays))
+    t = hits["t_hit"].numpy()
+    ray = hits["ray_ids"].numpy().astype(np.int64)
+    prim = hits["primitive_ids"].numpy().astype(np.int64)
+    inside = (t > 1e-4) & (t < 1 - 1e-4)  # on the segment, away from its end points
+    ray, prim = ray[inside], prim[inside]
+    touches = (faces[prim] == e[ray, 0:1]).any(1) | (faces[prim] == e[ray, 1:2]).any(1)
+    ray, prim = ray[~touches], prim[~touches]
+    out[prim] = True
+    crossing_edge = np.zeros(len(edges), bool)
+    crossing_edge[ids[ray]] = True
+    out |= crossing_edge[side_edge].reshape(-1, 3).any(1)
+    return out
+
+
+def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    tri = np.asarray(vertices, np.float64)[faces]
+    return float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0)
+
+
+def check_mesh(vertices: np.ndarray, faces: np.ndarray, self_intersections: bool = True) -> MeshCheck:
+    """Measure (V, 3), (F, 3) against what a clean closed asset must be (see :class:`MeshCheck`)."""
+    faces = np.asarray(faces, np.int64)
+    if len(faces) == 0:
+        return MeshCheck(0, 0, 0, 0, 0, 0, 0.0)
+    _, side_edge, forward = _edges_and_sides(faces)
+    count = np.bincount(side_edge)
+    fwd = np.bincount(side_edge[forward], minlength=len(count))
+    bad_edges = int(((count != 2) | (fwd != 1)).sum())
+    labels, corner_vertex = vertex_fans(faces)
+    fans = np.unique(np.stack([corner_vertex, labels], 1), axis=0)
+    non_manifold = int((np.bincount(fans[:, 0]) > 1).sum())
+    inter = self_intersecting_faces(vertices, faces) if self_intersections else None
+    return MeshCheck(
+        faces=len(faces), components=int(len(np.unique(count_components(len(vertices), faces)))),
+        bad_edges=bad_edges, non_manifold_vertices=non_manifold,
+        degenerate_faces=int(degenerate_faces(vertices, faces).sum()),
+        self_intersecting_faces=-1 if inter is None else int(inter.sum()), volume=signed_volume(vertices, faces))
+
+
+def largest_component_by_faces(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Keep the component with the most faces; returns vertices, faces (renumbered) and how many were dropped."""
+    labels = count_components(len(vertices), faces)
+    counts = np.bincount(labels)
+    keep = faces[labels == int(np.argmax(counts))]
+    used = np.unique(keep)
+    remap = np.full(len(vertices), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    return np.asarray(vertices)[used], remap[keep], int((counts > 0).sum() - 1)
+
+
+def split_pinched_vertices(vertices: np.ndarray, faces: np.ndarray,
+                           offset: float = 0.02) -> tuple[np.ndarray, np.ndarray, int]:
+    """Give every extra fan of a non-manifold vertex its own copy of the vertex, moved ``offset`` of the way to
+    the centroid of that fan's faces (so the copies do not coincide). Returns vertices, faces, vertices split."""
+    labels, corner_vertex = vertex_fans(faces)
+    pairs, first = np.unique(np.stack([corner_vertex, labels], 1), axis=0, return_index=True)
+    fans_per_vertex = np.bincount(pairs[:, 0], minlength=len(vertices))
+    if not (fans_per_vertex > 1).any():
+        return vertices, faces, 0
+    # Per (vertex, fan) pair: the first fan of a vertex keeps the id, the others get new ids.
+    is_first = np.ones(len(pairs), bool)
+    is_first[1:] = pairs[1:, 0] != pairs[:-1, 0]
+    new_ids = np.where(is_first, pairs[:, 0], len(vertices) + np.cumsum(~is_first) - 1)
+    pair_of_corner = np.searchsorted(pairs[:, 0] * (labels.max() + 1) + pairs[:, 1],
+                                     corner_vertex * (labels.max() + 1) + labels)
+    new_faces = new_ids[pair_of_corner].reshape(-1, 3)
+    extra = pairs[~is_first]
+    centroid = np.zeros((len(pairs), 3))
+    np.add.at(centroid, pair_of_corner, np.asarray(vertices, np.float64)[faces].mean(1).repeat(3, 0))
+    centroid /= np.bincount(pair_of_corner, minlength=len(pairs))[:, None]
+    v = np.asarray(vertices, np.float64)
+    moved = v[extra[:, 0]] + offset * (centroid[~is_first] - v[extra[:, 0]])
+    out_v = np.concatenate([v, moved]).astype(np.asarray(vertices).dtype)
+    del first
+    return out_v, new_faces, int((fans_per_vertex > 1).sum())
+
+
+def smooth_self_intersections(vertices: np.ndarray, faces: np.ndarray, rounds: int = 10,
+                              steps: int = 3) -> tuple[np.ndarray, int, int]:
+    """Resolve self-intersections by Laplacian smoothing of the faces involved and their neighbourhood (grown by
+    one ring, and ``steps`` more smoothing steps, per round). Between rounds only the edges near the smoothed region are re-tested; the count after is
+    a full test. Returns vertices, the self-intersecting faces before and after."""
+    inter = self_intersecting_faces(vertices, faces)
+    if inter is None:
+        return vertices, -1, -1
+    before = int(inter.sum())
+    from scipy.sparse import csr_matrix
+
+    v = np.asarray(vertices, np.float64).copy()
+    src = np.concatenate([faces.reshape(-1), np.roll(faces, -1, 1).reshape(-1)])
+    dst = np.concatenate([np.roll(faces, -1, 1).reshape(-1), faces.reshape(-1)])
+    deg = np.maximum(np.bincount(src, minlength=len(v)), 1).astype(np.float64)
+    mean_op = csr_matrix((1.0 / deg[src], (src, dst)), shape=(len(v), len(v)))  # row i: mean of i's neighbours
+
+    def grow(region: np.ndarray, rings: int) -> np.ndarray:
+        for _ in range(rings):
+            grown = region.copy()
+            grown[dst[region[src]]] = True
+            region = grown
+        return region
+
+    for ring in range(1, rounds + 1):
+        if not inter.any():
+            break
+        seed = np.zeros(len(v), bool)
+        seed[faces[inter].reshape(-1)] = True
+        region = grow(seed, ring)
+        for _ in range(steps * ring):  # wider and stronger each round
+            v[region] = 0.5 * v[region] + 0.5 * (mean_op @ v)[region]
+        inter = self_intersecting_faces(v, faces, edge_subset=grow(region, 2))
+    after = self_intersecting_faces(v, faces)
+    return v.astype(np.asarray(vertices).dtype), before, int(after.sum())
+
+
+def collapse_degenerate_faces(vertices: np.ndarray, faces: np.ndarray,
+                              limit: int = 10_000) -> tuple[np.ndarray, np.ndarray, int]:
+    """Collapse the shortest edge of each degenerate face (up to ``limit``; one at a time, so a few) to its
+    midpoint, where the link condition keeps the mesh manifold. Returns vertices, faces and the collapses done."""
+    v = np.asarray(vertices).copy()
+    f = np.asarray(faces, np.int64).copy()
+    done = 0
+    for _ in range(limit):
+        bad = np.nonzero(degenerate_faces(v, f))[0]
+        if len(bad) == 0:
+            break
+        progress = False
+        for face in bad[:64]:  # faces of one pass that are still there after the collapses before them
+            if face >= len(f):
+                continue
+            tri = f[face]
+            lengths = [np.linalg.norm(v[tri[k]] - v[tri[(k + 1) % 3]]) for k in range(3)]
+            k = int(np.argmin(lengths))
+            a, b = int(tri[k]), int(tri[(k + 1) % 3])
+            ring_a = set(f[(f == a).any(1)].reshape(-1)) - {a}
+            ring_b = set(f[(f == b).any(1)].reshape(-1)) - {b}
+            if len(ring_a & ring_b) != 2:  # the link condition
+                continue
+            v[a] = 0.5 * (v[a] + v[b])
+            f[f == b] = a
+            f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])]
+            done += 1
+            progress = True
+            break  # face ids changed: recompute
+        if not progress:
+            break
+    return v, f, done
+
+
+def clean_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """One clean closed mesh from a carved one: degenerate faces collapsed, pinched vertices split, then the largest component only (debris,
+    inner shells and anything hanging on by a pinch go), faces wound outward, self-intersections smoothed away
+    locally. Returns vertices, faces and counts of what was done."""
+    faces = np.asarray(faces, np.int64)
+    v, f, collapsed = collapse_degenerate_faces(vertices, faces)
+    v, f, pinched = split_pinched_vertices(v, f)  # first: a pinch may be all that joins two pieces
+    v, f, dropped = largest_component_by_faces(v, f)
+    flipped = 0
+    if signed_volume(v, f) < 0:
+        f, flipped = f[:, ::-1].copy(), 1
+    v, before, after = smooth_self_intersections(v, f)
+    return v, f, {"degenerate_faces_collapsed": collapsed, "components_removed": dropped, "pinched_vertices_split": pinched, "winding_flipped": flipped,
+                  "self_intersecting_faces_before": before, "self_intersecting_faces_after": after}
 
 
 def largest_component(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

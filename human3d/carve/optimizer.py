@@ -1,18 +1,42 @@
-"""The per-vertex optimiser of continuous remeshing (Palfinger 2022), with the edge-length controller.
+"""The per-vertex optimiser of continuous remeshing (Palfinger 2022, "Continuous Remeshing for Inverse
+Rendering"), with its edge-length controller.
 
-Adam-like, but per vertex: the second moment is one scalar per vertex (the mean squared gradient over x, y, z), so
-the normalised update of a vertex is a direction of length about 1 when its gradient is consistent and about 0 when
-it oscillates. Each vertex moves by ``lr * ref_len * update``: steps scale with the local reference edge length, so
-a coarse mesh moves fast and a fine one carefully.
+The definitions follow the paper and its public reference implementation:
 
-The edge-length controller reads the same signal: the relative velocity ``nu = |m1_hat| / sqrt(m2_hat)`` (1 for a
-steadily moving vertex, near 0 for one that has converged and jitters). ``ref_len`` grows where ``nu`` is above the
-target ``nu_ref`` and shrinks where it is below, by the factor ``1 - gain * (nu_ref - nu)``, clamped to the limits,
-so that converged regions get finer until the detail is resolved. :func:`human3d.carve.remesh.remesh` then splits
-and collapses edges toward those lengths; the optimiser state travels with the vertices.
+* **Step.** Adam-like, per vertex: the first moment ``m1`` (V, 3) and a *scalar* second moment ``m2`` (V,), the
+  squared gradient summed over x, y, z, both bias-corrected as they are stored. The velocity ``m1 / sqrt(m2)`` has
+  length at most 1 (1 for a vertex whose gradient keeps its direction, near 0 for one whose gradient oscillates),
+  and the vertex moves by ``lr * ref_len * velocity``: steps scale with the local reference edge length.
+* **Smoothing.** The uniform Laplacian ``v - mean(neighbours)`` is added to the gradient, scaled by
+  ``laplacian_weight`` and by the vertex's relative velocity ``nu``: it smooths a surface while it moves and fades
+  out where the vertex has converged, so it does not fight the detail the views ask for at the end.
+* **Edge-length controller.** ``nu = |velocity|``; the reference edge length is multiplied by
+  ``1 + gain * (nu - nu_ref)`` every remeshing step and clamped to ``edge_len_lims``. A vertex that has stopped
+  moving has ``nu`` near 0, so its reference length *shrinks* toward ``edge_len_lims[0]``, by about
+  ``gain * nu_ref`` (6%) per step: converged regions get finer until the floor; only a vertex that keeps moving
+  steadily (``nu > nu_ref``) gets coarser, which speeds up large motions.
+* **Gradient clipping.** After the first step each component is clipped to ``grad_lim * |m1|``.
 
-A Laplacian term (vertex minus the mean of its neighbours, scaled by ``laplacian_weight`` and by the gradient's
-running scale so it is independent of the loss scale) keeps the surface smooth while the mesh is still coarse.
+Where this differs from the reference, and why:
+
+* The reference length starts at the mesh's own local edge length (clamped to the limits), not at the upper limit:
+  carving starts from a body mesh that is already close, and starting at the upper limit would first coarsen it.
+* The limits may change between steps (:meth:`MeshOptimizer.set_edge_length_limits`): carving runs coarse to
+  fine, and the floor follows the render resolution of each level (a pixel or two). When a level starts, the
+  carving loop scales every reference length by the ratio of the floors
+  (:meth:`MeshOptimizer.scale_reference_lengths`): a vertex that had converged at the coarser views has converged
+  only as far as they could show, and waiting for the controller (6% per step) would cost a dozen iterations at
+  the new level's price.
+* The Laplacian's factor is ``max(nu, laplacian_floor)`` rather than ``nu``: a vertex no view sees (a sole seen
+  edge-on, an armpit, the inside of a hood) has no data gradient, so with the reference's factor its gradient is
+  exactly zero, nu stays 0 and the smoothing never starts; such regions then crumple and fold through each other.
+  With the floor, the Laplacian is all such a vertex feels, the step normalisation turns it into a full step, and
+  unseen regions relax like a membrane. Where the views do pull, the floor is negligible (the term is ~1% of the
+  data gradient at nu = 0).
+* ``max_vertices`` stops splitting (the reference has the same guard inside its remesh function).
+* The Laplacian sums over face sides instead of an edge list (each neighbour counted twice on a closed manifold,
+  which leaves the mean unchanged).
+* The remeshing itself is :func:`human3d.carve.remesh.remesh` (vectorised independent sets; see there).
 """
 
 from __future__ import annotations
@@ -26,14 +50,15 @@ from human3d.carve.remesh import remesh
 
 @dataclass
 class RemeshingSettings:
-    """Settings of :class:`MeshOptimizer` (defaults from the paper's reference implementation)."""
+    """Settings of :class:`MeshOptimizer` (defaults are the reference implementation's)."""
 
     lr: float = 0.3
     """Step size in units of the local reference edge length."""
     betas: tuple[float, float, float] = (0.8, 0.8, 0.0)
-    """Decay of the first moment, of the second moment, and of the relative velocity nu."""
+    """Decay of the first moment, of the second moment, and of the relative velocity nu (0: nu is the current
+    speed)."""
     nu_ref: float = 0.3
-    """Target relative velocity: below it the reference edge length shrinks."""
+    """Target relative velocity: below it the reference edge length shrinks, above it it grows."""
     edge_len_lims: tuple[float, float] = (0.01, 0.15)
     """Limits of the reference edge length (scene units)."""
     edge_len_tol: float = 0.5
@@ -41,15 +66,19 @@ class RemeshingSettings:
     gain: float = 0.2
     """Edge-length controller gain."""
     laplacian_weight: float = 0.02
-    """Weight of the smoothing term relative to the gradient's running scale."""
+    """Weight of the Laplacian term added to the gradient (times nu)."""
+    laplacian_floor: float = 0.01
+    """Smallest factor of the Laplacian term in place of nu (0: the reference's nu alone)."""
     ramp: float = 1.0
     """Learning-rate warm-up: lr * min(1, step * (1 - beta1) / ramp)."""
     grad_lim: float = 10.0
-    """Clamp of each gradient component, in units of its running RMS (outlier pixels)."""
+    """Clip of each gradient component to grad_lim * |m1| (outlier pixels)."""
     remesh_interval: int = 1
-    """Remesh every this many steps (0: never)."""
+    """Remesh (and update the reference lengths) every this many steps (0: never)."""
     local_edgelen: bool = True
-    """Per-vertex reference lengths from the controller; else every vertex uses the upper limit."""
+    """Per-vertex reference lengths; else one global length driven by the mean nu."""
+    max_vertices: int = 2_000_000
+    """No more splits once the mesh has this many vertices."""
 
 
 class MeshOptimizer:
@@ -68,13 +97,11 @@ class MeshOptimizer:
         s = self.settings
         self.vertices = vertices.detach().clone().requires_grad_(True)
         self.faces = faces.to(device=vertices.device, dtype=torch.long)
-        n = vertices.shape[0]
-        lo, hi = s.edge_len_lims
-        ref = _mean_edge_length(self.vertices.detach(), self.faces).clamp(lo, hi) if s.local_edgelen else \
-            torch.full((n,), hi, dtype=vertices.dtype, device=vertices.device)
+        self.edge_len_lims = tuple(float(x) for x in s.edge_len_lims)
+        lo, hi = self.edge_len_lims
         # State columns: m1 (3), m2 (1), nu (1), ref_len (1); they move with the vertices in remeshing.
-        self._state = torch.zeros(n, 6, dtype=vertices.dtype, device=vertices.device)
-        self._state[:, 5] = ref
+        self._state = torch.zeros(vertices.shape[0], 6, dtype=vertices.dtype, device=vertices.device)
+        self._state[:, 5] = _mean_edge_length(self.vertices.detach(), self.faces).clamp(lo, hi)
         self._step = 0
 
     @property
@@ -82,52 +109,73 @@ class MeshOptimizer:
         """(V,) current reference edge length per vertex."""
         return self._state[:, 5]
 
+    @property
+    def nu(self) -> torch.Tensor:
+        """(V,) relative velocity of each vertex in the last step."""
+        return self._state[:, 4]
+
+    def set_edge_length_limits(self, lo: float, hi: float) -> None:
+        """New limits of the reference length (coarse to fine); current lengths are clamped to them."""
+        self.edge_len_lims = (float(lo), float(hi))
+        self._state[:, 5].clamp_(lo, hi)
+
+    def scale_reference_lengths(self, factor: float) -> None:
+        """Multiply every reference length by ``factor`` (clamped to the limits)."""
+        self._state[:, 5].mul_(factor).clamp_(*self.edge_len_lims)
+
     def zero_grad(self) -> None:
         self.vertices.grad = None
 
     @torch.no_grad()
-    def step(self) -> None:
-        """Move the vertices along their gradient, update reference lengths, and remesh on schedule."""
+    def step(self, remesh: bool = True) -> None:
+        """Move the vertices, update the reference lengths, and (``remesh`` and on schedule) remesh."""
         s = self.settings
         v = self.vertices
         grad = v.grad if v.grad is not None else torch.zeros_like(v)
         self._step += 1
         b1, b2, b3 = s.betas
-        m1, m2, nu, ref = self._state[:, :3], self._state[:, 3:4], self._state[:, 4:5], self._state[:, 5:6]
-        c1 = 1.0 - b1 ** self._step
-        c2 = 1.0 - b2 ** self._step
-        if self._step > 1 and s.grad_lim > 0:  # clamp outliers relative to the running RMS
-            rms = (m2 / c2).sqrt()
-            grad = torch.maximum(torch.minimum(grad, s.grad_lim * rms), -s.grad_lim * rms)
+        m1, m2, nu, ref = self._state[:, :3], self._state[:, 3], self._state[:, 4], self._state[:, 5]
         if s.laplacian_weight > 0:
-            scale = grad.square().mean(1, keepdim=True).sqrt().mean()  # loss-scale-independent smoothing
-            lap = _laplacian(v.detach(), self.faces)
-            grad = grad + s.laplacian_weight * scale * lap / ref.clamp_min(1e-12)
-        m1.mul_(b1).add_(grad, alpha=1 - b1)
-        m2.mul_(b2).add_(grad.square().mean(1, keepdim=True), alpha=1 - b2)
-        velocity = m1 / c1
-        speed = (m2 / c2).sqrt()
-        update = velocity / (speed + 1e-30)
-        rel = update.norm(dim=1, keepdim=True)  # relative velocity in [0, sqrt(3)]
-        nu.mul_(b3).add_(rel, alpha=1 - b3)
-        lr = s.lr * min(1.0, self._step * (1.0 - b1) / max(s.ramp, 1e-12))
-        v.sub_(lr * ref * update)
-        lo, hi = s.edge_len_lims
-        if s.local_edgelen:
-            ref.mul_(1.0 - s.gain * (s.nu_ref - nu)).clamp_(lo, hi)
+            factor = nu.clamp_min(s.laplacian_floor)[:, None]
+            grad = grad + s.laplacian_weight * factor * _laplacian(v.detach(), self.faces)
+        if self._step > 1 and s.grad_lim > 0:
+            lim = m1.abs() * s.grad_lim
+            grad = torch.maximum(torch.minimum(grad, lim), -lim)
+        _lerp_unbiased(m1, grad, b1, self._step)
+        _lerp_unbiased(m2, grad.square().sum(1), b2, self._step)
+        velocity = m1 / (m2.sqrt()[:, None] + 1e-30)
+        speed = velocity.norm(dim=1)
+        if b3:
+            _lerp_unbiased(nu, speed, b3, self._step)
         else:
-            ref.fill_(hi)
+            nu.copy_(speed)
+        lr = s.lr * min(1.0, self._step * (1.0 - b1) / max(s.ramp, 1e-12))
+        v.sub_(lr * ref[:, None] * velocity)
         if s.remesh_interval and self._step % s.remesh_interval == 0:
-            self.remesh()
+            lo, hi = self.edge_len_lims
+            change = 1.0 + s.gain * ((nu if s.local_edgelen else nu.mean()) - s.nu_ref)
+            ref.mul_(change).clamp_(lo, hi)
+            if remesh:
+                self.remesh()
 
     @torch.no_grad()
     def remesh(self, flip: bool = True) -> None:
-        """Split, collapse and flip toward the reference lengths, carrying the optimiser state along."""
+        """Collapse, split and flip toward the reference lengths, carrying the optimiser state along."""
+        s = self.settings
         v, f, state = remesh(self.vertices.detach(), self.faces, self._state, self._state[:, 5],
-                             tolerance=self.settings.edge_len_tol, flip=flip)
+                             tolerance=s.edge_len_tol, flip=flip,
+                             split=self.vertices.shape[0] < s.max_vertices)
         self.vertices = v.clone().requires_grad_(True)
         self.faces = f
         self._state = state.contiguous()
+
+
+def _lerp_unbiased(a: torch.Tensor, b: torch.Tensor, beta: float, step: int) -> None:
+    """``a`` <- the bias-corrected exponential average with decay ``beta`` after adding ``b`` at ``step`` (1-based),
+    given that ``a`` holds the bias-corrected average of the steps before."""
+    c_prev = 1.0 - beta ** (step - 1)
+    c = 1.0 - beta**step
+    a.mul_(beta * c_prev / c).add_(b, alpha=(1.0 - beta) / c)
 
 
 def _edge_list(faces: torch.Tensor) -> torch.Tensor:

@@ -389,8 +389,9 @@ def flip_edges(faces: torch.Tensor, topo: Topology, selected: torch.Tensor) -> t
 
 # -- the whole step ------------------------------------------------------------------------------------------------
 def remesh(vertices: torch.Tensor, faces: torch.Tensor, attrs: torch.Tensor, ref_len: torch.Tensor,
-           tolerance: float = 0.5, flip: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One remesh pass: collapse short edges, split long ones, flip for valence.
+           tolerance: float = 0.5, flip: bool = True,
+           split: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One remesh pass: collapse short edges, split long ones (unless ``split`` is false), flip for valence.
 
     ref_len: (V,) target edge length per vertex (an edge's target is the mean of its end points'); it must also be
     a column of ``attrs`` if it should follow the vertices. Returns the new vertices, faces and attributes.
@@ -404,9 +405,10 @@ def remesh(vertices: torch.Tensor, faces: torch.Tensor, attrs: torch.Tensor, ref
         edge_ref = 0.5 * (ref_col[topo.edges[:, 0], -1] + ref_col[topo.edges[:, 1], -1])
         sel = select_collapses(v, f, topo, edge_ref * (1.0 - tolerance), ref_col[:, -1] * (1.0 + tolerance))
         v, f, ref_col = collapse_edges(v, f, ref_col, topo, sel)
-        topo = build_topology(f, v.shape[0])
-        edge_ref = 0.5 * (ref_col[topo.edges[:, 0], -1] + ref_col[topo.edges[:, 1], -1])
-        v, f, ref_col = split_edges(v, f, ref_col, topo, select_splits(v, topo, edge_ref * (1.0 + tolerance)))
+        if split:
+            topo = build_topology(f, v.shape[0])
+            edge_ref = 0.5 * (ref_col[topo.edges[:, 0], -1] + ref_col[topo.edges[:, 1], -1])
+            v, f, ref_col = split_edges(v, f, ref_col, topo, select_splits(v, topo, edge_ref * (1.0 + tolerance)))
         if flip:
             topo = build_topology(f, v.shape[0])
             edge_ref = 0.5 * (ref_col[topo.edges[:, 0], -1] + ref_col[topo.edges[:, 1], -1])

@@ -1,13 +1,19 @@
 """Synthetic subjects with known geometry for oracle tests and benchmarks of carving, and the metrics to score them.
 
 :func:`humanoid_mesh` builds a posed humanoid as the smooth union of capsules and ellipsoids (a signed distance
-field meshed by marching cubes), optionally wearing a smooth "clothing" displacement (a looser jacket and trousers
-with folds). It spans the canonical canvas like a framed person: about 740/768 of the height, centred.
+field meshed by marching cubes), optionally "clothed": a looser jacket and trousers with folds, a hood (a shell around the back and top of
+the head, open at the front) and a face with a nose, the kind of detail carving has to recover from the views. It
+spans the canonical canvas like a framed person: about 740/768 of the height, centred.
+
+:func:`oracle_scores` measures a carved mesh against the ground truth: triangle count, Chamfer distance (% of the
+height) and normal consistency (from :mod:`human3d.eval.metrics`), and the mean angle between the two meshes'
+rendered normals in the views, at the view resolution.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -60,8 +66,27 @@ def humanoid_sdf(points: np.ndarray, clothed: bool = False) -> np.ndarray:
         dist = (np.linalg.norm(q, axis=1) - 1.0) * min(radii)  # a lower bound, fine near the surface
         d = _smooth_min(d, dist, 0.03)
     if clothed:
-        d = d - clothing_displacement(points)
+        d = _smooth_min(d - clothing_displacement(points), _hood_sdf(points), 0.01)
+        d = _smooth_min(d, _ellipsoid_sdf(points, _NOSE[0], _NOSE[1]), 0.01)
     return d
+
+
+#: The nose: (centre, radii), on the front of the head ellipsoid (whose front is at z = 0.115).
+_NOSE = ((0.0, 0.80, 0.108), (0.016, 0.028, 0.026))
+
+
+def _ellipsoid_sdf(points: np.ndarray, center: Sequence[float], radii: Sequence[float]) -> np.ndarray:
+    q = (points - np.asarray(center)) / np.asarray(radii)
+    return (np.linalg.norm(q, axis=1) - 1.0) * min(radii)
+
+
+def _hood_sdf(points: np.ndarray) -> np.ndarray:
+    """A hood: a 1.4 cm shell around the back and top of the head, cut open in front of z = 0.03 (a rounded cut),
+    joined to the jacket at the neck."""
+    shell = np.abs(_ellipsoid_sdf(points, (0.0, 0.835, -0.005), (0.13, 0.155, 0.14))) - 0.007
+    cut = points[:, 2] - 0.03 + 0.25 * np.maximum(points[:, 1] - 0.95, 0.0)  # > 0 in front of the opening
+    upper = 0.66 - points[:, 1]  # > 0 below the neck line
+    return np.maximum(np.maximum(shell, cut), upper)
 
 
 def clothing_displacement(points: np.ndarray) -> np.ndarray:
@@ -111,30 +136,53 @@ def render_views(vertices: np.ndarray, faces: np.ndarray, cameras: Sequence[Orth
                      backend="synthetic")
 
 
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Area-uniform points on a mesh and their face normals: (count, 3), (count, 3)."""
-    rng = np.random.default_rng(seed)
-    tri = vertices[faces].astype(np.float64)
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    area = np.linalg.norm(cross, axis=1)
-    idx = rng.choice(len(faces), size=count, p=area / area.sum())
-    r1, r2 = rng.random(count), rng.random(count)
-    s = np.sqrt(r1)
-    pts = (1 - s)[:, None] * tri[idx, 0] + (s * (1 - r2))[:, None] * tri[idx, 1] + (s * r2)[:, None] * tri[idx, 2]
-    normals = cross[idx] / np.maximum(area[idx], 1e-30)[:, None]
-    return pts, normals
-
-
 def chamfer_and_normal_consistency(pred: tuple[np.ndarray, np.ndarray], truth: tuple[np.ndarray, np.ndarray],
                                    count: int = 50_000, seed: int = 0) -> tuple[float, float]:
-    """Symmetric Chamfer distance (mean of the two mean nearest-neighbour distances, in mesh units) and normal
-    consistency (mean oriented cosine between each sample's normal and its nearest neighbour's, both ways)."""
-    from scipy.spatial import cKDTree
+    """Symmetric Chamfer distance (the mean of the two one-sided mean distances, in mesh units) and normal
+    consistency, as :func:`human3d.eval.metrics.geometry_scores` computes them (which reports cm of metres: mesh
+    units here, times 100)."""
+    from human3d.eval.metrics import geometry_scores
 
-    pa, na = sample_surface(*pred, count, seed)
-    pb, nb = sample_surface(*truth, count, seed + 1)
-    d_ab, i_ab = cKDTree(pb).query(pa)
-    d_ba, i_ba = cKDTree(pa).query(pb)
-    chamfer = 0.5 * (d_ab.mean() + d_ba.mean())
-    consistency = 0.5 * ((na * nb[i_ab]).sum(1).mean() + (nb * na[i_ba]).sum(1).mean())
-    return float(chamfer), float(consistency)
+    s = geometry_scores(pred[0], pred[1], truth[0], truth[1], n_points=count, seed=seed)
+    return s.chamfer_cm / 100.0, s.normal_consistency
+
+
+@dataclass(frozen=True)
+class OracleScores:
+    """A carved mesh against the ground truth."""
+
+    triangles: int
+    chamfer_pct_height: float
+    """Chamfer distance in % of the ground truth's height."""
+    normal_consistency: float
+    normal_angle_deg: float
+    """Mean angle between the two meshes' rendered normals, over the pixels both cover in every view."""
+    mask_iou: float
+    """Intersection over union of the two meshes' masks, over all views."""
+
+    def row(self) -> str:
+        return (f"{self.triangles} | {self.chamfer_pct_height:.3f} | {self.normal_consistency:.4f} | "
+                f"{self.normal_angle_deg:.2f} | {self.mask_iou:.4f}")
+
+
+def rendered_normal_angle(pred: tuple[np.ndarray, np.ndarray], truth: tuple[np.ndarray, np.ndarray],
+                          cameras: Sequence[OrthoCamera], rasterizer: Rasterizer | None = None) -> tuple[float, float]:
+    """(mean angle in degrees between the rendered normals of ``pred`` and ``truth`` over the pixels both cover,
+    mask IoU) in ``cameras``, without antialiasing (one sample per pixel)."""
+    a = render_views(*pred, cameras, rasterizer)
+    b = render_views(*truth, cameras, rasterizer)
+    both = (a.masks > 0.5) & (b.masks > 0.5)
+    either = (a.masks > 0.5) | (b.masks > 0.5)
+    cos = np.clip((a.normals * b.normals).sum(-1)[both], -1.0, 1.0)
+    angle = float(np.degrees(np.arccos(cos)).mean()) if both.any() else 180.0
+    return angle, float(both.sum() / max(either.sum(), 1))
+
+
+def oracle_scores(pred: tuple[np.ndarray, np.ndarray], truth: tuple[np.ndarray, np.ndarray],
+                  cameras: Sequence[OrthoCamera], count: int = 50_000) -> OracleScores:
+    """Triangle count, Chamfer (% of height), normal consistency, rendered-normal angle and mask IoU."""
+    chamfer, nc = chamfer_and_normal_consistency(pred, truth, count)
+    height = float(truth[0][:, 1].max() - truth[0][:, 1].min())
+    angle, iou = rendered_normal_angle(pred, truth, cameras)
+    return OracleScores(triangles=len(pred[1]), chamfer_pct_height=100.0 * chamfer / height,
+                        normal_consistency=nc, normal_angle_deg=angle, mask_iou=iou)
