@@ -23,6 +23,9 @@ import numpy as np
 #: PSHuman's body views, in its order, and their azimuths in degrees.
 BODY_VIEW_NAMES: tuple[str, ...] = ("front", "front_right", "right", "back", "left", "front_left")
 BODY_VIEW_AZIMUTHS: tuple[float, ...] = (0.0, 45.0, 90.0, 180.0, 270.0, 315.0)
+#: PSHuman's weight of each body view (in BODY_VIEW_NAMES order) in carving and colour fusion: the front and back
+#: count most, the 45-degree views least. Defined once here; the prior, the PSHuman backend and carving use it.
+BODY_VIEW_WEIGHTS: tuple[float, ...] = (1.0, 0.4, 0.8, 1.0, 0.8, 0.4)
 FACE_VIEW_NAME = "face"
 
 #: Canvas of the diffusion backend and PSHuman's crop: the person's long side is CROP_SIZE/CANVAS_SIZE of R.

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, OrthoCamera, body_cameras
+from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, BODY_VIEW_WEIGHTS, OrthoCamera, body_cameras
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
 from human3d.errors import NoPersonFoundError
@@ -23,7 +23,7 @@ from human3d.render import get_rasterizer, render_normals
 from human3d.types import BodyFit, Framed, MultiView
 
 #: Carving weight of each body view (PSHuman's body-refinement weights).
-VIEW_WEIGHTS = (1.0, 0.4, 0.8, 1.0, 0.8, 0.4)
+VIEW_WEIGHTS = BODY_VIEW_WEIGHTS
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, FACE_VIEW_NAME
+from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, BODY_VIEW_WEIGHTS, FACE_VIEW_NAME
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
 from human3d.errors import MissingBackendError, UsageError
@@ -30,7 +30,7 @@ from human3d.types import BodyFit, Framed, MultiView
 log = logging.getLogger("human3d")
 
 #: PSHuman's carving weights of its six body views (front, front_right, right, back, left, front_left).
-PSHUMAN_VIEW_WEIGHTS: dict[str, float] = dict(zip(BODY_VIEW_NAMES, (1.0, 0.4, 0.8, 1.0, 0.8, 0.4)))
+PSHUMAN_VIEW_WEIGHTS: dict[str, float] = dict(zip(BODY_VIEW_NAMES, BODY_VIEW_WEIGHTS))
 #: |2 rgb - 1| above this is background: unit normals give ~1, PSHuman's white background sqrt(3) ~ 1.73.
 BACKGROUND_NORM = 1.35
 
