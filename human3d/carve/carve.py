@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, FACE_VIEW_NAME, OrthoCamera, face_camera
+from human3d.cameras import (
+    BODY_VIEW_AZIMUTHS,
+    BODY_VIEW_NAMES,
+    BODY_VIEW_WEIGHTS,
+    FACE_VIEW_NAME,
+    OrthoCamera,
+    face_camera,
+)
 from human3d.carve.meshing import clean_mesh, is_closed_manifold, make_watertight, poisson_cleanup
 from human3d.carve.optimizer import MeshOptimizer, RemeshingSettings
 from human3d.config import CarveConfig
@@ -40,7 +47,7 @@ from human3d.render import Rasterizer, get_rasterizer, render_normals
 from human3d.types import BodyFit, Mesh, MultiView
 
 #: PSHuman's view weights of the body refinement, in the order of cameras.BODY_VIEW_NAMES.
-BODY_REFINE_WEIGHTS: tuple[float, ...] = (1.0, 0.4, 0.8, 1.0, 0.8, 0.4)
+BODY_REFINE_WEIGHTS: tuple[float, ...] = BODY_VIEW_WEIGHTS
 
 ProgressCallback = Callable[[float, str], None]
 
