@@ -286,7 +286,8 @@ def _ray_transfer_item(task: ProcessFn, name: str, photo: bytes, dst_name: str, 
         src.write_bytes(photo)
         item = ItemOutcome(name, "pending", dst_name, worker=worker_id())
         _run_item(src, out / dst_name, task, item, fmt=fmt, overwrite=True, work_dir=None, debug=False)
-        files = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} if item.status == "ok" else {}
+        files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} \
+            if item.status == "ok" else {}  # the export's files and its preview (previews/NAME_preview.png)
     return {"item": asdict(item), "files": files}
 
 
@@ -316,7 +317,7 @@ def run_ray(inputs: list[Path], outputs: list[Path], task: ProcessFn, *, setting
     try:
         refs = _submit_ray(ray, inputs, outputs, task, settings, res, threads, summary_path, fmt, overwrite,
                            work_dir, items, on_item)
-        _collect_ray(ray, refs, outputs, items, settings, batch_dir, summary_path, started, on_item)
+        _collect_ray(ray, refs, outputs, items, settings, batch_dir, summary_path, started, on_item, overwrite)
     finally:
         rebuild_summary(summary_path, batch_dir, started=started)
         if own_cluster:
@@ -360,7 +361,7 @@ def _submit_ray(ray: Any, inputs: list[Path], outputs: list[Path], task: Process
 
 def _collect_ray(ray: Any, refs: dict[Any, tuple[int, Any]], outputs: list[Path], items: list[ItemOutcome],
                  settings: ExecutorSettings, batch_dir: Path, summary_path: Path, started: str,
-                 on_item: Callable[[int, ItemOutcome], None] | None) -> None:
+                 on_item: Callable[[int, ItemOutcome], None] | None, overwrite: bool = False) -> None:
     from human3d.io.atomic import atomic_write_bytes
 
     pending = list(refs)
@@ -382,7 +383,14 @@ def _collect_ray(ray: Any, refs: dict[Any, tuple[int, Any]], outputs: list[Path]
                     items[i] = dataclasses.replace(ItemOutcome(**got["item"]), input=items[i].input,
                                                    output=str(outputs[i]))
                     for name, data in got["files"].items():
-                        atomic_write_bytes(outputs[i].parent / name, data)
+                        target = outputs[i].parent / name
+                        if ".." in Path(name).parts or Path(name).is_absolute():
+                            continue  # only files inside the output folder are written
+                        if target.exists() and not overwrite and target != outputs[i]:
+                            items[i].warnings.append(f"{target} exists; kept it (pass --overwrite to replace it)")
+                            continue
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        atomic_write_bytes(target, data, overwrite=True)
                     write_record(batch_dir, outputs[i].name, items[i])
             if claim is not None:
                 claim.release()

@@ -56,7 +56,7 @@ def test_unset_marker_resets_a_field_the_preset_or_file_had_set(tmp_path):
 
 def test_every_field_survives_the_round_trip():
     cfg = preset_config("quality", seed=11)
-    apply_settings(cfg, ["multiview.dtype=bfloat16", "carve.edge_length_min=0.0125", "segment.threshold=0.45"])
+    apply_settings(cfg, ["multiview.dtype=bfloat16", "carve.edge_length_pixels=1.25", "segment.threshold=0.45"])
     tmp = Path(__import__("tempfile").mkdtemp()) / "c.toml"
     tmp.write_text(config_to_toml(cfg))
     assert dataclasses.asdict(load_config_file(tmp)) == dataclasses.asdict(cfg)

@@ -43,7 +43,8 @@ def test_batch_shell_script_records_every_outcome_and_resumes(photos, tmp_path):
     assert lines[1].startswith("failed") and "zz_broken.png" in lines[1]
     summary = json.loads((out / "summary.json").read_text())
     statuses = {Path(it["input"]).name: it["status"] for it in summary["items"]}
-    assert statuses == {"person.png": "skipped", "zz_broken.png": "failed"}  # the rerun skipped the done photo
+    assert statuses == {"person.png": "ok", "zz_broken.png": "failed"}  # each input once, with its outcome
+    assert "Traceback" not in r.stderr
     assert trimesh.load(out / "person.glb", force="mesh").faces.shape[0] > 500
 
 

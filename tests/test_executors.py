@@ -59,8 +59,11 @@ def _check_batch(out: Path, photos: Path) -> dict:
         assert len(mesh.faces) > 500
     assert by_name["zz_bad.png"]["status"] == "failed" and "not an image" in by_name["zz_bad.png"]["error"]
     leftovers = [p.name for p in out.iterdir() if p.name not in {"p0.glb", "p1.glb", "p2.glb", "summary.json",
-                                                                 ".human3d-batch"}]
+                                                                 ".human3d-batch", "previews", "report.html",
+                                                                 "report_files"}]
     assert not leftovers, leftovers  # nothing partial, nothing duplicated
+    assert sorted(p.name for p in (out / "previews").iterdir()) == [f"p{i}_preview.png" for i in range(3)]
+    assert (out / "report.html").is_file()
     assert not list((out / ".human3d-batch" / "claims").glob("*.claim"))  # every claim released
     return summary
 
@@ -182,4 +185,6 @@ def test_ray_driver_storage_sends_results_back_to_the_driver(ray_cluster, photos
     assert by_name["p0.png"]["status"] == "ok" and by_name["p0.png"]["input"] == str(few / "p0.png")
     assert by_name["p0.png"]["output"] == str(out / "p0.glb") and len(trimesh.load(out / "p0.glb").geometry) == 1
     assert by_name["zz_bad.png"]["status"] == "failed"
-    assert sorted(p.name for p in out.iterdir()) == [".human3d-batch", "p0.glb", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".human3d-batch", "p0.glb", "previews", "report.html",
+                                                     "report_files", "summary.json"]
+    assert [p.name for p in (out / "previews").iterdir()] == ["p0_preview.png"]  # came back with the mesh
