@@ -71,8 +71,10 @@ def main() -> int:
     try:
         rows = [(name, _run(photos, tmp / f"out{i}", extra, settings)) for i, (name, extra) in enumerate(runs)]
     finally:
-        if cluster is not None:
-            subprocess.run(["pkill", "-f", str(tmp / "ray")], check=False)
+        if cluster is not None:  # only this benchmark's cluster: its processes name its temp folder
+            for signal_name in ("-TERM", "-KILL"):
+                subprocess.run(["pkill", signal_name, "-f", str(tmp / "ray")], check=False)
+                time.sleep(1.0)
         shutil.rmtree(tmp, ignore_errors=True)
     base = rows[0][1]
     print(f"{args.photos} photos, preset {args.preset}, {os.cpu_count()} cores")

@@ -18,7 +18,6 @@ from tests.conftest import SHARED_DATA
 from tests.gltf_check import glb_json, khronos_report
 
 # what the carving part of issue 11 (branch geom) delivers; main's carve does not yet
-CARVING = "issue 11: the fast preset's carve leaves a few self-intersecting pairs more than 0.1% of its faces"
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +202,6 @@ def test_shared_photo_is_one_component(shared_asset):
     assert trimesh.Trimesh(v, f, process=False).body_count == 1
 
 
-@pytest.mark.xfail(strict=False, reason=CARVING)
 def test_shared_photo_self_intersections_within_the_bound(shared_asset):
     _, tmp = shared_asset
     v, f = _welded(tmp / "out.glb")
