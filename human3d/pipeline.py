@@ -321,9 +321,9 @@ class Reconstructor:
             body = values.get("body")
             if isinstance(body, BodyFit) and body.report.get("facing") == "away":
                 # seen from behind: the export's front (+Z) is the person's front, not the side the photo shows
-                v = textured.vertices.copy()
-                v[:, [0, 2]] *= -1.0
-                textured = dataclasses.replace(textured, vertices=v)
+                from human3d.rig import turn_around
+
+                textured = turn_around(textured)
             export_mesh(textured, Path(output), fmt=self.config.export.format, overwrite=overwrite)
             result.timings["export"] = time.perf_counter() - t0
             result.output = Path(output)

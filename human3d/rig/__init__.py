@@ -124,3 +124,26 @@ def transfer_mesh_weights(textured: TexturedMesh, body: BodyFit, skel, cfg: RigC
     return transfer_weights(textured.vertices, textured.faces, body.vertices, body.faces, skel.weights,
                             trust_distance=cfg.trust_distance_m * per_metre, trust_angle_deg=cfg.trust_angle_deg,
                             max_influences=cfg.max_influences, parents=skel.parents, torso=torso)
+
+
+def turn_around(mesh: TexturedMesh) -> TexturedMesh:
+    """``mesh`` turned 180 degrees about +Y (x, z -> -x, -z), with its skin: joint positions turned and every
+    joint-frame rotation conjugated by the turn (bind orientations stay identity, a clip's quaternions (x, y, z, w)
+    become (-x, y, -z, w)), so skinning the turned mesh equals turning the skinned one at every time of its clip.
+    Used when the person was photographed from behind (the export's front is the person's front)."""
+    v = np.array(mesh.vertices, copy=True)
+    v[:, [0, 2]] *= -1.0
+    normals = None
+    if mesh.normals is not None:
+        normals = np.array(mesh.normals, copy=True)
+        normals[:, [0, 2]] *= -1.0
+    skin = mesh.skin
+    if skin is not None:
+        turn = np.diag([-1.0, 1.0, -1.0, 1.0])
+        bind = turn @ np.asarray(skin.bind_matrices, np.float64) @ turn  # the turn is its own inverse
+        rotations = None
+        if skin.clip_rotations is not None:
+            rotations = np.array(skin.clip_rotations, copy=True)
+            rotations[..., [0, 2]] *= -1.0
+        skin = dataclasses.replace(skin, bind_matrices=bind, clip_rotations=rotations)
+    return dataclasses.replace(mesh, vertices=v.astype(np.float32), normals=normals, skin=skin)

@@ -196,3 +196,21 @@ def test_render_cli_plays_a_glb_clip(rigged, tmp_path):
     # the second frame (t = 1 s, seen from behind): the waving hand is the top of the figure, off to one side;
     # without the clip the head is, in the middle
     assert top_column(frames["wave"][1]) > 8 > 4 > top_column(frames["none"][1])
+
+
+def test_turning_a_rigged_mesh_around_turns_its_skin_and_clip_with_it(rigged):
+    """A person seen from behind is exported turned by 180 degrees: skinning the turned mesh must equal turning the
+    skinned one, in the bind pose and through the clip."""
+    from human3d.io.gltf_skin import posed_vertices
+    from human3d.rig import turn_around
+
+    result, _ = rigged[("photo", "wave")]
+    turned = turn_around(result)
+    flip = np.array([-1.0, 1.0, -1.0])
+    assert np.allclose(turned.vertices, result.vertices * flip)
+    for t in (0.0, 0.5 * float(result.skin.clip_times[-1]), float(result.skin.clip_times[-1])):
+        expected = posed_vertices(result.skin, result.vertices, t) * flip
+        got = posed_vertices(turned.skin, turned.vertices, t)
+        assert np.abs(got - expected).max() < 1e-5, t
+    moved = posed_vertices(result.skin, result.vertices, 0.5 * float(result.skin.clip_times[-1]))
+    assert np.abs(moved - result.vertices).max() > 0.05  # the clip does move the mesh: the check above means something
