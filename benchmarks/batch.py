@@ -63,8 +63,8 @@ def main() -> int:
         port = cluster = _free_port()
         subprocess.run([str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}",
                         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-                        "--node-ip-address=127.0.0.1", f"--temp-dir={tmp / 'ray'}",
-                        f"--ray-client-server-port={_free_port()}"], env={**os.environ, **RAY_ENV}, check=True,
+                        "--node-ip-address=127.0.0.1", f"--temp-dir={tmp / 'ray'}"],
+                       env={**os.environ, **RAY_ENV}, check=True,
                        capture_output=True)
         runs.append(("ray, 2 workers", ["--preset", args.preset, "--executor", "ray", "--ray-address",
                                         f"127.0.0.1:{port}"]))

@@ -122,8 +122,7 @@ def ray_cluster():
     port = _free_port()
     env = {**os.environ, **RAY_ENV}
     cmd = [str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-           "--disable-usage-stats", "--node-ip-address=127.0.0.1", f"--temp-dir={temp}",
-           f"--ray-client-server-port={_free_port()}"]
+           "--disable-usage-stats", "--node-ip-address=127.0.0.1", f"--temp-dir={temp}"]
     started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     try:
         if started.returncode != 0:
