@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from human3d.cameras import CANVAS_SIZE, CROP_SIZE, face_box
+from human3d.context import torch_threads
 from human3d.types import Framed
 
 
@@ -25,10 +25,8 @@ def anny_model():
 
 @pytest.fixture(autouse=True)
 def single_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
 
 
 def frame_rgba(rgba: np.ndarray, resolution: int) -> Framed:

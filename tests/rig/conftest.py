@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import torch
 
+from human3d.context import torch_threads
 from tests.rig.fixtures import ARMS_DOWN, carved_like, make_fit
 
 
@@ -30,7 +30,5 @@ def arms_down(anny):
 
 @pytest.fixture(autouse=True)
 def single_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        yield
