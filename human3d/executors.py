@@ -27,7 +27,6 @@ import os
 import pickle
 import queue as queue_module
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -125,7 +124,7 @@ class ReconstructTask:
 
     def __call__(self, src: Path, dst: Path, work: Path | None) -> tuple[list[str], dict[str, float], dict[str, str]]:
         from human3d.errors import OutputExistsError
-        from human3d.io.previews import preview_path, write_result_preview
+        from human3d.io.previews import add_result_preview, preview_path
         from human3d.pipeline import Reconstructor
 
         key = repr(dataclasses.asdict(self.config))
@@ -141,12 +140,7 @@ class ReconstructTask:
             raise OutputExistsError(f"{preview} already exists; pass --overwrite to replace it")
         res = rec.run(src, dst, work_dir=work, overwrite=self.overwrite)
         if preview is not None:
-            t0 = time.perf_counter()
-            try:
-                write_result_preview(res, Path(dst), preview, overwrite=self.overwrite)
-            except Exception as err:  # the mesh is written and good: a failed preview must not fail it
-                res.warnings.append(f"preview not written: {type(err).__name__}: {err}")
-            res.timings["preview"] = time.perf_counter() - t0
+            add_result_preview(res, Path(dst), preview, overwrite=self.overwrite)
         return res.warnings, {k: round(v, 3) for k, v in res.timings.items()}, res.backends
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import typer
@@ -155,7 +154,7 @@ def run_reconstruct(
     from human3d.executors import ExecutorSettings, ReconstructTask
     from human3d.io.atomic import check_writable_folder
     from human3d.io.meshes import FORMATS, check_output_path, companion_files, format_from_path
-    from human3d.io.previews import write_result_preview
+    from human3d.io.previews import add_result_preview
     from human3d.pipeline import Reconstructor, resolve_environment
 
     configure_logging(quiet, verbose)
@@ -244,12 +243,7 @@ def run_reconstruct(
             rec = Reconstructor(cfg, on_event=reporter.event)
             res = rec.run(src, dst, work_dir=work_dir if single else item_work, overwrite=overwrite)
             if dst in previews:
-                t0 = time.perf_counter()
-                try:
-                    write_result_preview(res, dst, previews[dst], overwrite=overwrite)
-                except Exception as err:  # the mesh is written and good: a failed preview must not fail it
-                    res.warnings.append(f"preview not written: {type(err).__name__}: {err}")
-                res.timings["preview"] = time.perf_counter() - t0
+                add_result_preview(res, dst, previews[dst], overwrite=overwrite)
             details[str(dst)] = _details(res, dst, fmt, previews.get(dst), work_dir if single else item_work)
             return res.warnings, {k: round(v, 3) for k, v in res.timings.items()}, res.backends
 

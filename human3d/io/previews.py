@@ -169,3 +169,16 @@ def write_result_preview(result, output: Path, preview: Path, *, overwrite: bool
     values = result.results
     return write_preview(values["load"], values["frame"], values["texture"], output, preview, overwrite=overwrite,
                          tile=tile)
+
+
+def add_result_preview(result, output: Path, preview: Path, *, overwrite: bool = False) -> None:
+    """Write ``result``'s preview and record its seconds in ``result.timings["preview"]``; a failure becomes a
+    warning on the result, never an error (the mesh is written and good)."""
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        write_result_preview(result, Path(output), preview, overwrite=overwrite)
+    except Exception as err:  # noqa: BLE001 - any rendering failure is reported, the reconstruction stands
+        result.warnings.append(f"preview not written: {type(err).__name__}: {err}")
+    result.timings["preview"] = time.perf_counter() - t0
