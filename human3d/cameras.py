@@ -163,21 +163,3 @@ def camera_for_view(name: str, resolution: int = CANVAS_SIZE) -> OrthoCamera:
     if name not in BODY_VIEW_NAMES:
         raise KeyError(f"unknown view {name!r}")
     return OrthoCamera(name, BODY_VIEW_AZIMUTHS[BODY_VIEW_NAMES.index(name)], resolution)
-
-
-def normals_to_rgb(normals: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """(..., 3) unit normals in [-1, 1] -> uint8 RGB (n+1)/2, background (outside ``mask``) white."""
-    rgb = np.clip((normals + 1.0) * 0.5 * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if mask is not None:
-        rgb[~mask.astype(bool)] = 255
-    return rgb
-
-
-def rgb_to_normals(rgb: np.ndarray) -> np.ndarray:
-    """uint8 or [0, 1] float RGB -> (..., 3) unit normals (re-normalised; zero vectors stay zero)."""
-    x = rgb.astype(np.float32)
-    if rgb.dtype == np.uint8:
-        x = x / 255.0
-    n = x * 2.0 - 1.0
-    norm = np.linalg.norm(n, axis=-1, keepdims=True)
-    return np.where(norm > 1e-6, n / np.maximum(norm, 1e-6), 0.0).astype(np.float32)

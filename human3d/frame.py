@@ -18,7 +18,7 @@ from human3d import cameras
 from human3d.config import FrameConfig
 from human3d.context import StageContext
 from human3d.errors import InternalError, UsageError
-from human3d.types import Cutout, Framed
+from human3d.types import Cutout, Framed, FrontPhoto
 
 WHITE = 255.0
 
@@ -80,6 +80,19 @@ def render_on_white(rgb: np.ndarray, mask: np.ndarray, scale: float, offset: tup
     return np.clip(np.round(out), 0, 255).astype(np.uint8), coverage
 
 
+def front_photo(cutout: Cutout, scale: float, offset: tuple[float, float], resolution: int, margin: int = 8
+                ) -> FrontPhoto:
+    """The person's box of the photo (grown by ``margin`` pixels, within the photo) at full resolution, with the
+    canvas map moved onto the crop: colour fusion samples it instead of the canvas."""
+    h, w = cutout.mask.shape
+    x0, y0, x1, y1 = cutout.bbox
+    x0, y0, x1, y1 = max(0, x0 - margin), max(0, y0 - margin), min(w, x1 + margin), min(h, y1 + margin)
+    return FrontPhoto(rgb=np.ascontiguousarray(cutout.rgb[y0:y1, x0:x1]),
+                      mask=np.ascontiguousarray(cutout.mask[y0:y1, x0:x1]), scale=float(scale),
+                      offset=(float(offset[0] + scale * x0), float(offset[1] + scale * y0)),
+                      resolution=int(resolution))
+
+
 def frame_cutout(cutout: Cutout, cfg: FrameConfig, ctx: StageContext) -> Framed:
     """Place the person in the R x R canvas (R = ``cfg.resolution``) and cut the face view.
 
@@ -110,4 +123,5 @@ def frame_cutout(cutout: Cutout, cfg: FrameConfig, ctx: StageContext) -> Framed:
         scale=float(scale),
         offset=(float(offset[0]), float(offset[1])),
         photo_size=(int(w), int(h)),
+        photo=front_photo(cutout, scale, offset, r),
     )

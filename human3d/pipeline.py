@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from human3d import __version__
 from human3d.config import ReconstructConfig, resolve_device
 from human3d.context import StageContext, log
 from human3d.errors import BadInputError, Human3DError, InternalError, StageNotAvailableError
+from human3d.io.digest import file_digest
 from human3d.types import BodyFit, Cutout, Framed, LoadedImage, Mesh, MultiView, StageResult, TexturedMesh
 
 
@@ -44,8 +46,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("multiview", "human3d.multiview:generate_views", ("frame", "body"), "multiview", MultiView,
               "generate views"),
     StageSpec("carve", "human3d.carve.carve:carve_mesh", ("multiview", "body"), "carve", Mesh, "carve"),
-    StageSpec("texture", "human3d.texture:texture_mesh", ("carve", "multiview", "frame", "segment", "body"), "texture",
-              TexturedMesh, "texture"),
+    StageSpec("texture", "human3d.texture:texture_mesh", ("carve", "multiview"), "texture", TexturedMesh, "texture"),
     # skipped unless the export is a rigged GLB (see Reconstructor.run)
     StageSpec("rig", "human3d.rig:rig_mesh", ("texture", "body"), "rig", TexturedMesh, "rig"),
 )
@@ -91,14 +92,6 @@ def resolve_stage(spec: StageSpec) -> Callable[..., StageResult]:
         raise StageNotAvailableError(
             f"the '{spec.title}' stage is not available in human3d {__version__} yet ({spec.target} is missing)")
     return fn
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _installed(*packages: str) -> dict[str, str | None]:
@@ -167,6 +160,22 @@ def resolve_environment(config: ReconstructConfig, device: str) -> dict[str, dic
     }
 
 
+def result_schema(cls: type[StageResult]) -> list:
+    """The field names and declared types of a result type, nested result types included. It is part of every
+    cache key, so a work dir written before a stage's dataclass changed is recomputed instead of loading with
+    defaults for what it lacks."""
+    from human3d import types
+
+    out: list = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        out.append([f.name, str(f.type)])
+        for name in re.findall(r"[A-Za-z_]\w*", str(f.type)):
+            nested = getattr(types, name, None)
+            if isinstance(nested, type) and issubclass(nested, StageResult) and nested is not cls:
+                out.append([f.name, result_schema(nested)])
+    return out
+
+
 def _input_digest(path: Path) -> str:
     """The photo's digest (the root of every cache key); an unreadable file is the user's to fix (exit 3)."""
     if not path.is_file():
@@ -208,6 +217,7 @@ class Reconstructor:
             "device": device,
             "environment": (env or {}).get(spec.name),
             "upstream": upstream,
+            "schema": result_schema(spec.result_type),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -221,6 +231,82 @@ class Reconstructor:
         except Exception as err:  # a damaged cache is recomputed, never trusted
             log.warning("cached %s in %s could not be read (%s); recomputing", spec.name, folder, err)
             return None
+
+    def _prepare(self, image_path: Path, output: str | Path | None, overwrite: bool,
+                 work_dir: str | Path | None) -> tuple[str, dict[str, dict], Path | None]:
+        """Every check before work: outputs, options, environment, the work dir -> (device, environment, work)."""
+        from human3d.io.atomic import check_writable_folder
+        from human3d.io.meshes import check_output_path
+        from human3d.texture.decimate import check_face_options
+
+        inputs = tuple(Path(p) for p in (image_path, self.config.segment.mask_path) if p)
+        if output is not None:
+            check_output_path(Path(output), overwrite=overwrite, fmt=self.config.export.format, inputs=inputs)
+        check_face_options(self.config.texture.faces, self.config.texture.normal_map)
+        device = resolve_device(self.config.device)
+        env = resolve_environment(self.config, device)
+        if self.rigged:
+            from human3d.rig import check_rig_config
+
+            check_rig_config(self.config.rig)
+        work = Path(work_dir) if work_dir else None
+        if work is not None:
+            check_writable_folder(work)
+        return device, env, work
+
+    def _compute(self, spec: StageSpec, image_path: Path, values: dict[str, StageResult], folder: Path | None,
+                 device: str, result: ReconstructionResult) -> StageResult:
+        """Run one stage on the results before it, with its own context; an unexpected error is an internal one."""
+        fn = resolve_stage(spec)
+        ctx = StageContext(
+            device=device,
+            seed=self.config.seed,
+            weights_dir=Path(self.config.weights_dir) if self.config.weights_dir else None,
+            stage_dir=folder if spec.inputs else None,  # the load stage writes nothing
+            stage=spec.name,
+            progress_fn=lambda stage, f, m: self._emit("progress", spec, f, m),
+        )
+        self._emit("start", spec)
+        t0 = time.perf_counter()
+        args = [values[i] for i in spec.inputs] if spec.inputs else [image_path]
+        try:
+            out = fn(*args, getattr(self.config, spec.config), ctx)
+        except (Human3DError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as err:
+            raise InternalError(
+                f"internal error in stage '{spec.title}': {type(err).__name__}: {err} "
+                "(rerun with --debug for the traceback and report it)"
+            ) from err
+        seconds = time.perf_counter() - t0
+        result.timings[spec.name] = seconds
+        result.warnings.extend(ctx.warnings)
+        self._emit("done", spec, 1.0, seconds=seconds)
+        return out
+
+    @staticmethod
+    def _save(out: StageResult, folder: Path, key: str) -> None:
+        if folder.exists():
+            (folder / "key.txt").unlink(missing_ok=True)
+        out.save(folder)
+        (folder / "key.txt").write_text(key)  # written last: only a complete result is resumed
+
+    def _export(self, values: dict[str, StageResult], output: Path, overwrite: bool,
+                result: ReconstructionResult) -> None:
+        from human3d.io.meshes import export_mesh
+
+        t0 = time.perf_counter()
+        textured = values["rig"] if "rig" in values else values["texture"]
+        assert isinstance(textured, TexturedMesh)
+        body = values.get("body")
+        if isinstance(body, BodyFit) and body.report.get("facing") == "away":
+            # seen from behind: the export's front (+Z) is the person's front, not the side the photo shows
+            from human3d.rig import turn_around
+
+            textured = turn_around(textured)
+        export_mesh(textured, output, fmt=self.config.export.format, overwrite=overwrite)
+        result.timings["export"] = time.perf_counter() - t0
+        result.output = output
 
     # -- main ----------------------------------------------------------------------------------------------------
     def run(
@@ -237,96 +323,33 @@ class Reconstructor:
         ``until`` stops after that stage (no export). Raises :class:`~human3d.errors.Human3DError` subclasses for
         anything the user can fix.
         """
-        from human3d.io.atomic import check_writable_folder
-        from human3d.io.meshes import check_output_path, export_mesh
-        from human3d.texture.decimate import check_face_options
-
         image_path = Path(image_path)
-        inputs = tuple(Path(p) for p in (image_path, self.config.segment.mask_path) if p)
-        if output is not None:
-            check_output_path(Path(output), overwrite=overwrite, fmt=self.config.export.format, inputs=inputs)
-        check_face_options(self.config.texture.faces, self.config.texture.normal_map)
-        device = resolve_device(self.config.device)
-        env = resolve_environment(self.config, device)
-        if self.rigged:
-            from human3d.rig import check_rig_config
-
-            check_rig_config(self.config.rig)
-        work = Path(work_dir) if work_dir else None
-        if work is not None:
-            check_writable_folder(work)
+        device, env, work = self._prepare(image_path, output, overwrite, work_dir)
         result = ReconstructionResult(output=None)
-        upstream = _input_digest(image_path)
+        key = _input_digest(image_path)
         values: dict[str, StageResult] = {}
-
+        result.results = values
         for index, spec in enumerate(STAGES):
             if spec.name == "rig" and not self.rigged:
                 continue
             folder = work / f"{index}_{spec.name}" if work else None
-            key = self._stage_key(spec, upstream, device, env)
-            upstream = key
+            key = self._stage_key(spec, key, device, env)  # each key covers every key before it
             cached = self._try_load(spec, folder, key) if folder else None
             if cached is not None:
-                values[spec.name] = cached
                 result.cached.append(spec.name)
                 self._emit("cached", spec, 1.0)
             else:
-                fn = resolve_stage(spec)
-                ctx = StageContext(
-                    device=device,
-                    seed=self.config.seed,
-                    weights_dir=Path(self.config.weights_dir) if self.config.weights_dir else None,
-                    stage_dir=folder,
-                    stage=spec.name,
-                    progress_fn=lambda stage, f, m, spec=spec: self._emit("progress", spec, f, m),
-                )
-                if spec.name == "load":
-                    ctx.stage_dir = None
-                self._emit("start", spec)
-                t0 = time.perf_counter()
-                try:
-                    out = fn(*(values[i] for i in spec.inputs), getattr(self.config, spec.config), ctx) \
-                        if spec.inputs else fn(image_path, getattr(self.config, spec.config), ctx)
-                except Human3DError:
-                    raise
-                except (MemoryError, KeyboardInterrupt):
-                    raise
-                except Exception as err:
-                    raise InternalError(
-                        f"internal error in stage '{spec.title}': {type(err).__name__}: {err} "
-                        "(rerun with --debug for the traceback and report it)"
-                    ) from err
-                seconds = time.perf_counter() - t0
-                result.timings[spec.name] = seconds
-                result.warnings.extend(ctx.warnings)
-                values[spec.name] = out
+                cached = self._compute(spec, image_path, values, folder, device, result)
                 if folder is not None:
-                    if folder.exists():
-                        (folder / "key.txt").unlink(missing_ok=True)
-                    out.save(folder)
-                    (folder / "key.txt").write_text(key)  # written last: only a complete result is resumed
-                self._emit("done", spec, 1.0, seconds=seconds)
-            backend = getattr(values[spec.name], "backend", None) or getattr(values[spec.name], "model", None)
+                    self._save(cached, folder, key)
+            values[spec.name] = cached
+            backend = getattr(cached, "backend", None) or getattr(cached, "model", None)
             if backend:
                 result.backends[spec.name] = backend
             if until == spec.name:
-                result.results = values
                 return result
-
-        result.results = values
         if output is not None:
-            t0 = time.perf_counter()
-            textured = values["rig"] if "rig" in values else values["texture"]
-            assert isinstance(textured, TexturedMesh)
-            body = values.get("body")
-            if isinstance(body, BodyFit) and body.report.get("facing") == "away":
-                # seen from behind: the export's front (+Z) is the person's front, not the side the photo shows
-                from human3d.rig import turn_around
-
-                textured = turn_around(textured)
-            export_mesh(textured, Path(output), fmt=self.config.export.format, overwrite=overwrite)
-            result.timings["export"] = time.perf_counter() - t0
-            result.output = Path(output)
+            self._export(values, Path(output), overwrite, result)
         return result
 
 

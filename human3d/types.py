@@ -117,6 +117,26 @@ class Cutout(StageResult):
 
 
 @dataclass
+class FrontPhoto(StageResult):
+    """The front view at the photo's own resolution, for colour: the photo around the person and its mask.
+
+    rgb: (h, w, 3) uint8 crop of the photo; mask: (h, w) bool, the person in it;
+    scale, offset: canvas_pixel = scale * crop_pixel + offset (pixel-edge coordinates, both axes) on the
+    canonical canvas of ``resolution`` pixels.
+    """
+
+    rgb: np.ndarray
+    mask: np.ndarray
+    scale: float = 1.0
+    offset: tuple[float, float] = (0.0, 0.0)
+    resolution: int = 768
+
+    def canvas_to_photo(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) canvas pixel coordinates -> pixel coordinates of ``rgb``."""
+        return (np.asarray(xy, dtype=np.float64) - np.asarray(self.offset)) / self.scale
+
+
+@dataclass
 class Framed(StageResult):
     """The cutout placed in the canonical canvas (DESIGN.md §3).
 
@@ -124,6 +144,7 @@ class Framed(StageResult):
     face_rgb / face_mask: the face crop (cameras.face_box) upscaled to (R, R);
     scale, offset: canvas_pixel = scale * photo_pixel + offset (pixel-edge coordinates, both axes).
     photo_size: (width, height) of the photo the cutout came from.
+    photo: the person's part of the photo at full resolution (for colour), or None.
     """
 
     rgb: np.ndarray
@@ -133,6 +154,7 @@ class Framed(StageResult):
     scale: float = 1.0
     offset: tuple[float, float] = (0.0, 0.0)
     photo_size: tuple[int, int] = (0, 0)
+    photo: FrontPhoto | None = None
 
     @property
     def resolution(self) -> int:
@@ -177,6 +199,7 @@ class MultiView(StageResult):
     view_weights: (N,) float32 weight of each view in carving (and in colour fusion unless color_weights is set);
     color_weights: (N,) float32 weight of each view's colours in colour fusion, or None (= view_weights); a backend
     whose colours are only known in some views (the prior) sets the others to 0.
+    photo: the front view at the photo's resolution (from :class:`Framed`), which colour fusion prefers, or None.
     """
 
     normals: np.ndarray
@@ -187,6 +210,7 @@ class MultiView(StageResult):
     azimuths: list[float] = field(default_factory=list)
     backend: str = ""
     color_weights: np.ndarray | None = None
+    photo: FrontPhoto | None = None
 
     CONTACT_SHEET: ClassVar[str] = "contact_sheet.png"
 
@@ -204,10 +228,16 @@ class MultiView(StageResult):
 @dataclass
 class Mesh(StageResult):
     """A triangle mesh in the canonical frame: vertices (V, 3) float32, faces (F, 3) int64, counter-clockwise
-    seen from outside."""
+    seen from outside.
+
+    height_m, canonical_height: the metric transform that travels with the mesh (the subject's standing height in
+    metres and in canonical units, see BodyFit; canonical_height None: the mesh's own y extent).
+    """
 
     vertices: np.ndarray
     faces: np.ndarray
+    height_m: float = 1.70
+    canonical_height: float | None = None
 
 
 @dataclass
@@ -216,7 +246,7 @@ class TexturedMesh(StageResult):
 
     vertices (V, 3) float32 and faces (F, 3) int64; uvs (V, 2) float32 per vertex (vertices are split along UV
     seams) or None; texture (H, W, 3) uint8 sRGB or None; vertex_colors (V, 3) uint8 or None.
-    height_m: real standing height, used by the export transform; canonical_height likewise (see BodyFit).
+    height_m: real standing height, used by the export transform; canonical_height likewise (see Mesh).
     skin: the rig (:class:`Skin`, same frame) or None for a static mesh.
     normals: (V, 3) float32 unit vertex normals (e.g. read from a file), or None: the export then computes them
     from the geometry with :func:`human3d.texture.shading.smooth_normals` (equal on the split copies of a

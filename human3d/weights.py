@@ -6,13 +6,13 @@ Lookup order for an asset's folder (DESIGN.md §5): ``--weights-dir``, ``$HUMAN3
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from human3d.errors import MissingWeightsError, UsageError
+from human3d.io.digest import file_digest
 
 
 @dataclass(frozen=True)
@@ -224,14 +224,6 @@ def identity(name: str, weights_dir: str | Path | None = None) -> dict | None:
     return None if folder is None else {"path": str(folder.resolve()), "files": folder_identity(folder)}
 
 
-def _digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 #: Weight formats that are Python pickles (they can execute code when loaded).
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
@@ -264,10 +256,10 @@ def verify(name: str, weights_dir: str | Path | None = None, allow_pickle: bool 
         return [f"{name}: not found"]
     problems: list[str] = pickle_problems(asset, folder, allow_pickle)
     for rel, expected in asset.sha256.items():
-        if (folder / rel).is_file() and _digest(folder / rel, "sha256") != expected:
+        if (folder / rel).is_file() and file_digest(folder / rel, "sha256") != expected:
             problems.append(f"{folder / rel}: sha256 does not match; the file is corrupt or a different version")
     for rel, expected in asset.md5.items():
-        if (folder / rel).is_file() and _digest(folder / rel, "md5") != expected:
+        if (folder / rel).is_file() and file_digest(folder / rel, "md5") != expected:
             problems.append(f"{folder / rel}: md5 does not match; the file is corrupt or a different version")
     for path in sorted(folder.rglob("*")):
         if path.suffix == ".safetensors":

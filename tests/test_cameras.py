@@ -10,9 +10,7 @@ from human3d.cameras import (
     body_cameras,
     face_box,
     face_camera,
-    normals_to_rgb,
     pixel_centers_ndc,
-    rgb_to_normals,
     rotation_world_to_camera,
 )
 
@@ -60,12 +58,3 @@ def test_face_camera_covers_the_face_crop():
         np.testing.assert_allclose(uv_front, [fu, fv], atol=1e-9)
     assert [c.name for c in all_cameras(64)] == ["front", "front_right", "right", "back", "left", "front_left",
                                                  "face"]
-
-
-def test_normal_rgb_round_trip_and_white_background():
-    n = np.array([[[0, 0, 1], [1, 0, 0]], [[0, -1, 0], [0.6, 0.8, 0]]], np.float32)
-    mask = np.array([[True, True], [True, False]])
-    rgb = normals_to_rgb(n, mask)
-    assert tuple(rgb[1, 1]) == (255, 255, 255)
-    back = rgb_to_normals(rgb)
-    np.testing.assert_allclose(back[mask], n[mask], atol=0.01)

@@ -357,5 +357,7 @@ def carve_with_report(views: MultiView, body: BodyFit, cfg: CarveConfig,
         atomic_write_text(ctx.stage_dir / "carve_report.json", json.dumps(report.__dict__, indent=1))
     if not math.isfinite(float(np.abs(v_np).sum())):
         raise RuntimeError("carving diverged (non-finite vertices)")
-    return Mesh(vertices=v_np, faces=f_np), report
+    # the body's height travels with the mesh: the export's metric transform needs nothing from an earlier stage
+    return Mesh(vertices=v_np, faces=f_np, height_m=float(body.height_m),
+                canonical_height=float(body.canonical_height)), report
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from human3d.errors import MissingBackendError
+from human3d.ops.mesh import face_sides, unique_edges
 
 
 def is_closed_manifold(vertices: np.ndarray, faces: np.ndarray) -> bool:
@@ -66,12 +67,9 @@ class MeshCheck:
 def _edges_and_sides(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unique undirected edges (E, 2), and for each of the 3F face sides its edge id and whether it runs low ->
     high."""
-    sides = np.stack([faces, np.roll(faces, -1, axis=1)], -1).reshape(-1, 2)  # (3F, 2): side k = f[k] -> f[k+1]
-    forward = sides[:, 0] < sides[:, 1]
-    lo, hi = sides.min(1).astype(np.int64), sides.max(1).astype(np.int64)
-    n = int(hi.max()) + 1 if len(hi) else 1
-    keys, inverse = np.unique(lo * n + hi, return_inverse=True)  # 1-D keys: much faster than unique(axis=0)
-    return np.stack([keys // n, keys % n], 1), inverse.reshape(-1), forward
+    edges, side_edge = unique_edges(faces)
+    sides = face_sides(faces)
+    return edges, side_edge, sides[:, 0] < sides[:, 1]
 
 
 def count_components(num_vertices: int, faces: np.ndarray) -> np.ndarray:

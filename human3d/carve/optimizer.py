@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import torch
 
 from human3d.carve.remesh import remesh
+from human3d.ops.mesh import mean_edge_length, uniform_laplacian
 
 
 @dataclass
@@ -101,7 +102,7 @@ class MeshOptimizer:
         lo, hi = self.edge_len_lims
         # State columns: m1 (3), m2 (1), nu (1), ref_len (1); they move with the vertices in remeshing.
         self._state = torch.zeros(vertices.shape[0], 6, dtype=vertices.dtype, device=vertices.device)
-        self._state[:, 5] = _mean_edge_length(self.vertices.detach(), self.faces).clamp(lo, hi)
+        self._state[:, 5] = mean_edge_length(self.vertices.detach(), self.faces).clamp(lo, hi)
         self._step = 0
 
     @property
@@ -137,7 +138,7 @@ class MeshOptimizer:
         m1, m2, nu, ref = self._state[:, :3], self._state[:, 3], self._state[:, 4], self._state[:, 5]
         if s.laplacian_weight > 0:
             factor = nu.clamp_min(s.laplacian_floor)[:, None]
-            grad = grad + s.laplacian_weight * factor * _laplacian(v.detach(), self.faces)
+            grad = grad + s.laplacian_weight * factor * uniform_laplacian(v.detach(), self.faces)
         if self._step > 1 and s.grad_lim > 0:
             lim = m1.abs() * s.grad_lim
             grad = torch.maximum(torch.minimum(grad, lim), -lim)
@@ -176,32 +177,3 @@ def _lerp_unbiased(a: torch.Tensor, b: torch.Tensor, beta: float, step: int) -> 
     c_prev = 1.0 - beta ** (step - 1)
     c = 1.0 - beta**step
     a.mul_(beta * c_prev / c).add_(b, alpha=(1.0 - beta) / c)
-
-
-def _edge_list(faces: torch.Tensor) -> torch.Tensor:
-    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    return torch.unique(torch.sort(e, dim=1).values, dim=0)
-
-
-def _mean_edge_length(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """(V,) mean length of the edges at each vertex."""
-    e = _edge_list(faces)
-    length = (vertices[e[:, 0]] - vertices[e[:, 1]]).norm(dim=1)
-    n = vertices.shape[0]
-    total = torch.zeros(n, dtype=vertices.dtype, device=vertices.device).index_add(0, e.reshape(-1),
-                                                                                   length.repeat_interleave(2))
-    count = torch.bincount(e.reshape(-1), minlength=n).clamp_min(1)
-    return total / count
-
-
-def _laplacian(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """(V, 3) uniform Laplacian: the vertex minus the mean of its neighbours.
-
-    Summed over face sides in both directions, so on a closed manifold every neighbour is counted twice, which
-    leaves the mean unchanged and saves building the edge list.
-    """
-    src = torch.cat([faces.reshape(-1), faces[:, [1, 2, 0]].reshape(-1)])
-    dst = torch.cat([faces[:, [1, 2, 0]].reshape(-1), faces.reshape(-1)])
-    total = torch.zeros_like(vertices).index_add_(0, src, vertices[dst])
-    count = torch.bincount(src, minlength=vertices.shape[0]).clamp_min(1)
-    return vertices - total / count[:, None].to(vertices.dtype)

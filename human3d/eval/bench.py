@@ -29,6 +29,7 @@ from human3d import __version__
 from human3d.cameras import rotation_world_to_camera
 from human3d.errors import BadInputError, Human3DError, InternalError, UsageError
 from human3d.eval.metrics import EvalSettings, evaluate, json_safe, render_albedo
+from human3d.io.digest import file_digest
 from human3d.types import TexturedMesh
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
@@ -178,14 +179,6 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 # -- the run ------------------------------------------------------------------------------------------------------
 class Benchmark:
     """Runs the protocol over a folder; ``reconstruct`` defaults to the pipeline with the settings' preset."""
@@ -204,7 +197,7 @@ class Benchmark:
 
     def _keys(self, gt_path: Path) -> tuple[str, str]:
         s = self.settings
-        recon = {"version": __version__, "gt": _file_digest(gt_path), "preset": s.preset, "backend": s.backend,
+        recon = {"version": __version__, "gt": file_digest(gt_path)[:16], "preset": s.preset, "backend": s.backend,
                  "seed": s.seed, "photo_height": s.photo_height, "weights_dir": s.weights_dir,
                  "overrides": s.overrides}
         score = {"recon": recon, "eval": dataclasses.asdict(s.evaluation), "lpips": self.lpips_model is not None}

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from human3d.errors import MissingBackendError, UsageError
+from human3d.ops.mesh import sample_surface
 from human3d.types import TexturedMesh
 
 ALIGNMENTS = ("none", "scale", "icp")
@@ -86,36 +87,6 @@ class AppearanceScores:
 
 
 # -- sampling and nearest neighbours ------------------------------------------------------------------------------
-def face_areas_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(V, 3), (F, 3) -> ((F,) triangle areas, (F, 3) unit face normals; zero for degenerate faces)."""
-    tri = np.asarray(vertices, np.float64)[np.asarray(faces)]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    norm = np.linalg.norm(cross, axis=1)
-    normals = cross / np.maximum(norm, 1e-300)[:, None]
-    return 0.5 * norm, normals
-
-
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` points uniformly distributed by area on the mesh and their face normals: ((n, 3), (n, 3)) float64.
-
-    A face is drawn with probability proportional to its area, then a point uniformly inside it (the square-root
-    barycentric construction), so the points are uniform on the surface.
-    """
-    if n < 1:
-        raise UsageError("the number of sample points must be at least 1")
-    areas, normals = face_areas_normals(vertices, faces)
-    total = float(areas.sum())
-    if not np.isfinite(total) or total <= 0:
-        raise UsageError("cannot sample a mesh with zero surface area")
-    rng = np.random.default_rng(seed)
-    face = rng.choice(len(areas), size=n, p=areas / total)
-    r1, r2 = rng.random(n), rng.random(n)
-    s = np.sqrt(r1)
-    w = np.stack([1.0 - s, s * (1.0 - r2), s * r2], 1)  # (n, 3) barycentrics
-    tri = np.asarray(vertices, np.float64)[np.asarray(faces)[face]]  # (n, 3, 3)
-    return np.einsum("nk,nkj->nj", w, tri), normals[face]
-
-
 def nearest_neighbours(queries: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each (M, 3) query, (distance, index) of its nearest point among (N, 3) ``points``."""
     from scipy.spatial import cKDTree
@@ -239,7 +210,8 @@ def render_albedo(mesh: TexturedMesh, vertices: np.ndarray, azimuths: list[float
 
     from human3d.cameras import OrthoCamera
     from human3d.io.meshes import sample_texture
-    from human3d.render import get_rasterizer, vertex_normals
+    from human3d.ops.mesh import vertex_normals
+    from human3d.render import get_rasterizer
 
     raster = get_rasterizer(renderer, "cpu")
     v = torch.as_tensor(np.asarray(vertices), dtype=torch.float32)

@@ -97,18 +97,10 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def sample_texture(texture: np.ndarray, uvs: np.ndarray) -> np.ndarray:
-    """(V, 2) UVs (OBJ convention: origin bottom-left, v up; uv 0..1 spans the pixel edges) -> (V, 3) uint8
-    colours, bilinear."""
-    h, w = texture.shape[:2]
-    x = np.clip(uvs[:, 0] * w - 0.5, 0, w - 1)
-    y = np.clip((1.0 - uvs[:, 1]) * h - 0.5, 0, h - 1)
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    t = texture[..., :3].astype(np.float64)
-    c = (t[y0, x0] * (1 - fx) * (1 - fy) + t[y0, x1] * fx * (1 - fy) + t[y1, x0] * (1 - fx) * fy
-         + t[y1, x1] * fx * fy)
-    return np.clip(c + 0.5, 0, 255).astype(np.uint8)
+    """(V, 2) UVs (v up) -> (V, 3) uint8 colours of an sRGB uint8 texture, bilinear."""
+    from human3d.ops.image import sample_uv
+
+    return np.clip(sample_uv(texture[..., :3], uvs) + 0.5, 0, 255).astype(np.uint8)
 
 
 def _write_obj(path: Path, m: TexturedMesh, vertices: np.ndarray, normals: np.ndarray, overwrite: bool) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from human3d.cameras import normals_to_rgb
+from human3d.ops.image import encode_normals
 from human3d.types import Framed, LoadedImage, TexturedMesh
 
 
@@ -22,7 +22,7 @@ def contact_sheet(normals: np.ndarray, colors: np.ndarray, masks: np.ndarray, ti
         return np.asarray(Image.fromarray(img).resize((tile, tile), Image.BILINEAR))
 
     rows = []
-    rows.append([fit(normals_to_rgb(n, m)) for n, m in zip(normals, masks)])
+    rows.append([fit(encode_normals(n, m)) for n, m in zip(normals, masks)])
     rows.append([fit(np.clip(c * 255 + 0.5, 0, 255).astype(np.uint8)) for c in colors])
     rows.append([fit(np.repeat((m.astype(np.uint8) * 255)[..., None], 3, -1)) for m in masks])
     return np.concatenate([np.concatenate(r, 1) for r in rows], 0)

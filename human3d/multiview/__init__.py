@@ -8,6 +8,7 @@ and the stage runs on a CUDA device, else prior. Heavy modules are imported only
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 
@@ -41,7 +42,12 @@ def choose_backend(cfg: MultiViewConfig, ctx: StageContext) -> str:
 
 
 def generate_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ctx: StageContext) -> MultiView:
-    """The pipeline stage: framed photo + body fit -> :class:`MultiView` (backend chosen by :func:`choose_backend`)."""
+    """The pipeline stage: framed photo + body fit -> :class:`MultiView` (backend chosen by :func:`choose_backend`),
+    carrying the full-resolution front photo forward for colour fusion."""
+    return dataclasses.replace(_backend_views(framed, body, cfg, ctx), photo=framed.photo)
+
+
+def _backend_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ctx: StageContext) -> MultiView:
     backend = choose_backend(cfg, ctx)
     if backend == "pshuman":
         from human3d.multiview.pshuman import generate_pshuman_views

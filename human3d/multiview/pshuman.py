@@ -25,6 +25,7 @@ from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, BODY_VIEW_WEIGH
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
 from human3d.errors import MissingBackendError, UsageError
+from human3d.ops.image import decode_normals
 from human3d.types import BodyFit, Framed, MultiView
 
 log = logging.getLogger("human3d")
@@ -92,15 +93,6 @@ def generate_pshuman_views(
                               face_view_index=pipe.face_view_index, front_view_index=pipe.front_view_index)
     ctx.progress(1.0, "done")
     return view
-
-
-def normals_from_rgb(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(..., 3) PSHuman normal-map colours in [0, 1] -> (..., 3) unit world normals, 0 outside ``mask``."""
-    n = rgb.astype(np.float32) * 2.0 - 1.0
-    norm = np.linalg.norm(n, axis=-1, keepdims=True)
-    out = np.where(norm > 1e-6, n / np.maximum(norm, 1e-6), 0.0)
-    out[~mask] = 0.0
-    return out.astype(np.float32)
 
 
 def background_masks(normals_rgb: np.ndarray) -> np.ndarray:
@@ -179,7 +171,7 @@ def views_to_multiview(
         front_mask = np.asarray(Image.fromarray(front_mask.astype(np.uint8) * 255).resize((size, size),
                                                                                           Image.NEAREST)) > 127
     masks[front_view_index] = front_mask
-    normals = normals_from_rgb(normals_rgb, masks)
+    normals = decode_normals(normals_rgb, masks)
     azimuth = dict(zip(BODY_VIEW_NAMES, BODY_VIEW_AZIMUTHS))
     azimuths, view_weights = [], []
     for i, name in enumerate(view_names):

@@ -12,7 +12,7 @@ import torch
 from human3d.context import log
 from human3d.errors import UsageError
 from human3d.render.base import Fragments, Rasterizer, project_vertices
-from human3d.render.mesh_render import NormalRender, face_normals, render_masks, render_normals, vertex_normals
+from human3d.render.mesh_render import NormalRender, render_masks, render_normals
 from human3d.render.open3d_backend import Open3DRasterizer, open3d_available
 from human3d.render.torch_backend import TorchRasterizer
 
@@ -47,5 +47,5 @@ def get_rasterizer(name: str = "auto", device: str | torch.device = "cpu") -> Ra
 
 __all__ = [
     "Fragments", "Rasterizer", "TorchRasterizer", "Open3DRasterizer", "NormalRender", "RENDERERS",
-    "get_rasterizer", "project_vertices", "render_normals", "render_masks", "vertex_normals", "face_normals",
+    "get_rasterizer", "project_vertices", "render_normals", "render_masks",
 ]

@@ -26,6 +26,7 @@ import torch
 
 from human3d.cameras import OrthoCamera
 from human3d.errors import UsageError
+from human3d.ops.mesh import edge_faces as ops_edge_faces
 
 
 @dataclass(frozen=True)
@@ -111,31 +112,6 @@ def barycentrics_at(tri_screen: torch.Tensor, tri_index: torch.Tensor, points: t
     safe = torch.where(area.abs() > 1e-20, area, torch.ones_like(area))
     bary = torch.stack([w0, w1, w2], -1) / safe[:, None]
     return torch.where((area.abs() > 1e-20)[:, None], bary, torch.zeros_like(bary)), area
-
-
-def face_edges_and_adjacency(faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edge ids of each face side and the faces on each edge.
-
-    Side k of face f is the edge from ``faces[f, k]`` to ``faces[f, (k + 1) % 3]``. Returns ((F, 3) edge id per
-    side, (E, 2) the two faces of each edge, -1 for a missing second face). Non-manifold edges keep two of their
-    faces.
-    """
-    f = faces.shape[0]
-    a = faces
-    b = faces.roll(-1, dims=1)
-    lo, hi = torch.minimum(a, b).reshape(-1), torch.maximum(a, b).reshape(-1)
-    key = lo * (int(faces.max().item()) + 1 if f else 1) + hi
-    uniq, inverse = torch.unique(key, return_inverse=True)
-    side_face = torch.arange(f, device=faces.device).repeat_interleave(3)
-    edge_faces = torch.full((uniq.shape[0], 2), -1, dtype=torch.long, device=faces.device)
-    order = torch.argsort(inverse, stable=True)
-    sorted_e = inverse[order]
-    first = torch.ones_like(sorted_e, dtype=torch.bool)
-    first[1:] = sorted_e[1:] != sorted_e[:-1]
-    edge_faces[sorted_e[first], 0] = side_face[order[first]]
-    second = ~first
-    edge_faces[sorted_e[second], 1] = side_face[order[second]]
-    return inverse.reshape(f, 3), edge_faces
 
 
 class Rasterizer:
@@ -248,7 +224,7 @@ class Rasterizer:
         e1 = tri[:, :, 1] - tri[:, :, 0]
         e2 = tri[:, :, 2] - tri[:, :, 0]
         facing = torch.sign(e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0])
-        side_edge, edge_faces = face_edges_and_adjacency(frags.faces)
+        side_edge, edge_faces = ops_edge_faces(frags.faces)
         # (B, F): faces with at least one silhouette side in the view; only pixels of these can be antialiased.
         ef = edge_faces[side_edge]  # (F, 3, 2)
         other = torch.where(ef[..., 0] == torch.arange(ef.shape[0], device=ef.device)[:, None], ef[..., 1],

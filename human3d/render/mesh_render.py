@@ -8,21 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from human3d.cameras import OrthoCamera
+from human3d.ops.mesh import vertex_normals
 from human3d.render.base import Fragments, Rasterizer
-
-
-def face_normals(vertices: torch.Tensor, faces: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """(V, 3), (F, 3) -> (F, 3) face normals (counter-clockwise = outward); unnormalised ones have |n| = 2 area."""
-    tri = vertices[faces]
-    n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
-    return torch.nn.functional.normalize(n, dim=-1, eps=1e-20) if normalize else n
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """(V, 3) unit vertex normals: area-weighted sums of the incident face normals (differentiable)."""
-    n = face_normals(vertices, faces, normalize=False)
-    acc = torch.zeros_like(vertices).index_add(0, faces.reshape(-1), n.repeat_interleave(3, 0))
-    return torch.nn.functional.normalize(acc, dim=-1, eps=1e-20)
 
 
 @dataclass(frozen=True)

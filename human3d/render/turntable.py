@@ -12,8 +12,8 @@ import torch
 from human3d.cameras import OrthoCamera
 from human3d.errors import UsageError
 from human3d.io.atomic import atomic_path
+from human3d.ops.image import decode_normals, sample_uv
 from human3d.render import Rasterizer, get_rasterizer
-from human3d.texture.fuse import sample_bilinear
 from human3d.texture.shading import smooth_normals, vertex_tangents
 from human3d.types import TexturedMesh
 
@@ -40,9 +40,7 @@ def _shading_normals(mesh: TexturedMesh) -> tuple[torch.Tensor, torch.Tensor | N
 def _apply_normal_map(n: np.ndarray, frame: np.ndarray, uv: np.ndarray, normal_texture: np.ndarray) -> np.ndarray:
     """(K, 3) interpolated normals, (K, 4) interpolated tangents, (K, 2) uvs -> (K, 3) normals from the map, as a
     glTF viewer computes them: normalize(t x + w cross(n, t) y + n z)."""
-    th, tw = normal_texture.shape[:2]
-    xy = np.stack([uv[:, 0] * tw, (1.0 - uv[:, 1]) * th], -1)
-    local = sample_bilinear(normal_texture.astype(np.float32) / 255.0, xy)[:, :3] * 2.0 - 1.0
+    local = decode_normals(sample_uv(normal_texture[..., :3].astype(np.float32) / 255.0, uv))
     t = frame[:, :3] - n * np.sum(frame[:, :3] * n, -1, keepdims=True)
     t /= np.maximum(np.linalg.norm(t, axis=-1, keepdims=True), 1e-9)
     b = np.sign(frame[:, 3:4] + 1e-9) * np.cross(n, t)
@@ -51,14 +49,16 @@ def _apply_normal_map(n: np.ndarray, frame: np.ndarray, uv: np.ndarray, normal_t
 
 
 def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 512, renderer: str = "auto",
-                 chunk: int = 8, poses: list[np.ndarray] | None = None) -> Iterator[np.ndarray]:
+                 chunk: int = 8, poses: list[np.ndarray] | None = None, device: str | torch.device = "cpu"
+                 ) -> Iterator[np.ndarray]:
     """Yield one (R, R, 3) uint8 image per azimuth: the mesh's colours with simple head-light shading on white,
     shaded with the mesh's own normals (and its normal map when it has one).
 
     poses: optionally one (V, 3) vertex array per azimuth (an animation), framed like the mesh's own vertices with a
     margin so that raised arms stay in view (a posed mesh is shaded with normals computed from its pose).
+    device: where the rasterizer runs.
     """
-    raster = get_rasterizer(renderer, "cpu")
+    raster = get_rasterizer(renderer, device)
     if poses is not None:
         lo, hi = np.min([p.min(0) for p in poses], 0), np.max([p.max(0) for p in poses], 0)
         _, extent = _normalised(np.asarray(mesh.vertices, np.float64))
@@ -69,29 +69,29 @@ def render_views(mesh: TexturedMesh, azimuths: list[float], resolution: int = 51
                 mesh, vertices=((np.asarray(pose, np.float64) - centre) / extent * 0.9).astype(np.float32),
                 normals=None)
             yield from render_shaded(moved, [OrthoCamera(f"az{azimuth:g}", float(azimuth), resolution)],
-                                     raster=raster)
+                                     raster=raster, device=device)
         return
     v_np, _ = _normalised(np.asarray(mesh.vertices, np.float64))  # a uniform scale: the normals still hold
     framed = dataclasses.replace(mesh, vertices=v_np.astype(np.float32))
     for start in range(0, len(azimuths), chunk):
         cams = [OrthoCamera(f"az{a:g}", float(a), resolution) for a in azimuths[start:start + chunk]]
-        yield from render_shaded(framed, cams, raster=raster)
+        yield from render_shaded(framed, cams, raster=raster, device=device)
 
 
 def render_shaded(mesh: TexturedMesh, cameras: list[OrthoCamera], normals: np.ndarray | None = None,
                   raster: Rasterizer | None = None, background: tuple[float, float, float] = (1.0, 1.0, 1.0),
-                  ) -> list[np.ndarray]:
+                  device: str | torch.device = "cpu") -> list[np.ndarray]:
     """One (R, R, 3) uint8 image per camera of ``mesh`` as it stands in the canonical frame: its texture (or vertex
     colours, else light grey) times head-light shading ``0.35 + 0.65 max(n . view, 0)`` on ``background``.
 
     normals: (V, 3) vertex normals to shade with (e.g. the ones an exported file carries); None uses the mesh's own
     (``mesh.normals``, else smooth welded ones) and its normal map when it has one. Every camera must have the same
-    resolution.
+    resolution. device: where the rasterizer (``raster``, else 'auto' on it) runs.
     """
-    raster = raster or get_rasterizer("auto", "cpu")
+    raster = raster or get_rasterizer("auto", device)
     resolution = cameras[0].resolution
-    v = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32)
-    f = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
+    v = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32, device=device)
+    f = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64, device=device)
     if normals is None:
         vn, tangents = _shading_normals(mesh)
     else:
@@ -107,8 +107,8 @@ def render_shaded(mesh: TexturedMesh, cameras: list[OrthoCamera], normals: np.nd
         attr = torch.cat([attr, torch.as_tensor(mesh.uvs, dtype=torch.float32), tangents], 1)
     with torch.no_grad():
         frags = raster.rasterize(v, f, cameras)
-        img = raster.interpolate(attr, frags).numpy()  # (B, R, R, 3 + k)
-    mask = frags.mask.numpy()
+        img = raster.interpolate(attr.to(v.device), frags).cpu().numpy()  # (B, R, R, 3 + k)
+    mask = frags.mask.cpu().numpy()
     tex = mesh.texture[..., :3].astype(np.float32) / 255.0 if textured else None
     images = []
     for b, cam in enumerate(cameras):
@@ -119,11 +119,8 @@ def render_shaded(mesh: TexturedMesh, cameras: list[OrthoCamera], normals: np.nd
                                            mesh.normal_texture)
         shade = 0.35 + 0.65 * np.clip(n @ cam.direction, 0.0, 1.0)
         if tex is not None:
-            uv = img[b, ..., 3:5][mask[b]]
-            th, tw = tex.shape[:2]
-            xy = np.stack([uv[:, 0] * tw, (1.0 - uv[:, 1]) * th], -1)
             colour = np.ones((resolution, resolution, 3), np.float32)
-            colour[mask[b]] = sample_bilinear(tex, xy)[:, :3]
+            colour[mask[b]] = sample_uv(tex, img[b, ..., 3:5][mask[b]])
         else:
             colour = img[b, ..., 3:6]
         out = np.empty((resolution, resolution, 3), np.float32)
@@ -134,7 +131,7 @@ def render_shaded(mesh: TexturedMesh, cameras: list[OrthoCamera], normals: np.nd
 
 
 def write_turntable(mesh: TexturedMesh, path: str | Path, frames: int = 60, resolution: int = 512, fps: int = 30,
-                    overwrite: bool = False, renderer: str = "auto") -> Path:
+                    overwrite: bool = False, renderer: str = "auto", device: str | torch.device = "cpu") -> Path:
     """Write a turntable video (.mp4 through imageio-ffmpeg, or .gif) of ``mesh`` turning once, atomically; a mesh
     whose skin carries a clip plays it (looped) while turning."""
     import imageio.v2 as imageio
@@ -155,7 +152,8 @@ def write_turntable(mesh: TexturedMesh, path: str | Path, frames: int = 60, reso
             size = resolution
             writer = imageio.get_writer(tmp, format="GIF", mode="I", duration=1000.0 / fps, loop=0)
         with writer:
-            for frame in render_views(mesh, azimuths, size, renderer, poses=_clip_poses(mesh, frames, fps)):
+            for frame in render_views(mesh, azimuths, size, renderer, poses=_clip_poses(mesh, frames, fps),
+                                      device=device):
                 writer.append_data(frame)
     return path
 

@@ -24,6 +24,8 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 from scipy.spatial import cKDTree
 
+from human3d.ops.mesh import adjacency_matrix, face_sides, inverse_length_laplacian, vertex_normals
+
 #: Barycentric coordinates of the points sampled on every body triangle (closest-point search on samples).
 _SAMPLES = np.array([[1 / 3, 1 / 3, 1 / 3], [2 / 3, 1 / 6, 1 / 6], [1 / 6, 2 / 3, 1 / 6], [1 / 6, 1 / 6, 2 / 3]])
 
@@ -39,16 +41,6 @@ class TransferResult:
     cut: np.ndarray | None = None
     """(F,) bool: faces bridging body parts that never touch on the body (a hand fused to a thigh by carving)."""
     report: dict[str, float] = field(default_factory=dict)
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) area-weighted unit vertex normals."""
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    vn = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
 
 
 def weld(vertices: np.ndarray, faces: np.ndarray, decimals: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,17 +80,6 @@ def closest_body_points(body_vertices: np.ndarray, body_faces: np.ndarray, point
     return dist[rows, best], pick // len(_SAMPLES), _SAMPLES[pick % len(_SAMPLES)], found
 
 
-def mesh_laplacian(vertices: np.ndarray, faces: np.ndarray) -> sp.csr_matrix:
-    """(V, V) graph Laplacian with inverse-edge-length weights (positive off-diagonal weights: an M-matrix, so
-    harmonic weights stay in [0, 1] and keep summing to 1)."""
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    e = np.unique(np.sort(e, axis=1), axis=0)
-    w = 1.0 / np.maximum(np.linalg.norm(vertices[e[:, 0]] - vertices[e[:, 1]], axis=1), 1e-9)
-    n = len(vertices)
-    a = sp.coo_matrix((np.r_[w, w], (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n)).tocsr()
-    return (sp.diags(np.asarray(a.sum(1)).ravel()) - a).tocsr()
-
-
 def inpaint(laplacian: sp.csr_matrix, known: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Harmonic fill: (V, V) Laplacian, (V,) bool known, (V, J) values (rows of ``known`` used) -> (V, J)."""
     out = values.copy()
@@ -112,15 +93,6 @@ def inpaint(laplacian: sp.csr_matrix, known: np.ndarray, values: np.ndarray) -> 
     solved = splu(l_uu).solve(np.asarray(rhs, dtype=np.float64))
     out[np.ix_(np.flatnonzero(unknown), cols)] = np.clip(solved, 0.0, None)
     return out
-
-
-def _adjacency(faces: np.ndarray, n: int) -> sp.csr_matrix:
-    """(n, n) symmetric 0/1 vertex adjacency of a triangle mesh."""
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    a = sp.coo_matrix((np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n))
-    a = a.tocsr()
-    a.data[:] = 1.0
-    return a
 
 
 def _outliers(adjacency: sp.csr_matrix, trusted: np.ndarray, weights: np.ndarray, limit: float = 0.5,
@@ -164,7 +136,7 @@ def transfer_weights(mesh_vertices: np.ndarray, mesh_faces: np.ndarray, body_ver
     dist, tri, bary, agree = closest_body_points(bv, body_faces, v, vertex_normals(v, f), trust_angle_deg)
     dense = np.einsum("nk,nkj->nj", bary, body_weights[body_faces[tri]])
     trusted = (dist <= trust_distance) & agree
-    adjacency = _adjacency(f, len(v))
+    adjacency = adjacency_matrix(f, len(v))
     trusted &= ~_outliers(adjacency, trusted, dense)
     source = np.where(trusted, 0, 1).astype(np.uint8)
     # components without any trusted vertex: k nearest body vertices, inverse-distance weighted
@@ -176,7 +148,7 @@ def transfer_weights(mesh_vertices: np.ndarray, mesh_faces: np.ndarray, body_ver
         dense[lonely] = np.einsum("nk,nkj->nj", w / w.sum(1, keepdims=True), body_weights[nn])
         source[lonely] = 2
     known = source != 1
-    dense = inpaint(mesh_laplacian(v, f), known, dense)
+    dense = inpaint(inverse_length_laplacian(v, f), known, dense)
     compatible = bone_neighbourhood(body_faces, body_weights, parents, torso)
     dense, cut = separate_fused_parts(dense, f, compatible)
     joints, weights = top_k(dense, max_influences)
@@ -195,7 +167,7 @@ def bone_neighbourhood(body_faces: np.ndarray, body_weights: np.ndarray, parents
     that mix them come from a carved surface that fused them where they touched."""
     n = body_weights.shape[1]
     dom = np.argmax(body_weights, axis=1)
-    e = np.concatenate([body_faces[:, [0, 1]], body_faces[:, [1, 2]], body_faces[:, [2, 0]]])
+    e = face_sides(body_faces)
     a = np.zeros((n, n), bool)
     a[dom[e[:, 0]], dom[e[:, 1]]] = True
     a |= a.T | np.eye(n, dtype=bool)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from human3d.cameras import OrthoCamera
+from human3d.ops.mesh import vertex_normals
 from human3d.render import get_rasterizer
 from human3d.texture.fuse import ColorSource, fuse_colors, propagate_colors
 
@@ -29,19 +30,21 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, resolution: int = 2048, padd
     return vmapping.astype(np.int64), indices.astype(np.int64), uvs.astype(np.float32)
 
 
-def rasterize_uv(uvs: np.ndarray, faces: np.ndarray, size: int, renderer: str = "auto"
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def rasterize_uv(uvs: np.ndarray, faces: np.ndarray, size: int, renderer: str = "auto",
+                 device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Which triangle covers each texel centre: ((T, T) int64 triangle id or -1, (T, T, 3) barycentrics).
 
     Row i of the texture is v = 1 - (i + 0.5) / T (v up, OBJ/trimesh convention), column j is u = (j + 0.5) / T:
-    the UV layout is drawn as a flat mesh at z = 0 and seen by a front camera, so any rasterizer backend works.
+    the UV layout is drawn as a flat mesh at z = 0 and seen by a front camera, so any rasterizer backend works
+    (on ``device``).
     """
     flat = np.concatenate([uvs * 2.0 - 1.0, np.zeros((len(uvs), 1), np.float32)], 1)
-    raster = get_rasterizer(renderer, "cpu")
+    raster = get_rasterizer(renderer, device)
     with torch.no_grad():
-        frags = raster.rasterize(torch.as_tensor(flat), torch.as_tensor(faces, dtype=torch.int64),
+        frags = raster.rasterize(torch.as_tensor(flat, device=device),
+                                 torch.as_tensor(faces, dtype=torch.int64, device=device),
                                  [OrthoCamera("uv", 0.0, size)])
-    return frags.tri_id[0].numpy(), frags.bary[0].numpy()
+    return frags.tri_id[0].cpu().numpy(), frags.bary[0].cpu().numpy()
 
 
 def dilate(texture: np.ndarray, covered: np.ndarray) -> np.ndarray:
@@ -55,28 +58,20 @@ def dilate(texture: np.ndarray, covered: np.ndarray) -> np.ndarray:
     return texture[iy, ix]
 
 
-def vertex_normals_np(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    vn = np.zeros_like(vertices, dtype=np.float64)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    return (vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
 def bake_texture(vertices: np.ndarray, faces: np.ndarray, sources: Sequence[ColorSource],
                  depths: Sequence[np.ndarray], size: int = 2048, cos_power: float = 2.0, padding: int = 4,
-                 fill_weight: float = 0.05, renderer: str = "auto"
+                 fill_weight: float = 0.05, renderer: str = "auto", device: str | torch.device = "cpu"
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Unwrap and bake.
 
     Returns (vertices (V', 3), faces (F, 3), uvs (V', 2), texture (T, T, 3) uint8, vertex_colors (V', 3) uint8);
     the mesh is split along UV seams. Texels no view sees take colours propagated over the mesh from seen
-    vertices; weakly seen texels (grazing angles) fade toward that fill (``fill_weight``).
+    vertices; weakly seen texels (grazing angles) fade toward that fill (``fill_weight``). device: where the
+    rasterizer runs.
     """
     vertices = np.asarray(vertices, np.float32)
     faces = np.asarray(faces, np.int64)
-    normals = vertex_normals_np(vertices, faces)
+    normals = vertex_normals(vertices, faces).astype(np.float32)
 
     # 1. per-vertex colours on the original (seamless) mesh, unseen ones filled by propagation over its edges
     vcol, vw = fuse_colors(vertices, normals, sources, depths, cos_power)
@@ -84,7 +79,7 @@ def bake_texture(vertices: np.ndarray, faces: np.ndarray, sources: Sequence[Colo
 
     # 2. unwrap; the split mesh inherits positions, normals and the fill colours
     vmap, new_faces, uvs = unwrap(vertices, faces, size, padding)
-    tri_id, bary = rasterize_uv(uvs, new_faces, size, renderer)
+    tri_id, bary = rasterize_uv(uvs, new_faces, size, renderer, device)
     covered = tri_id >= 0
     tid, b = tri_id[covered], bary[covered]  # (K,), (K, 3)
     corner = vmap[new_faces[tid]]  # (K, 3) original vertex ids of each texel's triangle

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from human3d.cameras import OrthoCamera
+from human3d.ops.image import sample_bilinear, sample_nearest
+from human3d.ops.mesh import face_sides
 from human3d.render import get_rasterizer
 
 
@@ -33,37 +35,20 @@ class ColorSource:
     to_image: Callable[[np.ndarray], np.ndarray] | None = None
 
 
-def sample_bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """(H, W, C) image at (N, 2) pixel coordinates (x right, y down; centres at +0.5) -> (N, C), edge-clamped."""
-    h, w = image.shape[:2]
-    x = np.clip(xy[:, 0] - 0.5, 0, w - 1)
-    y = np.clip(xy[:, 1] - 0.5, 0, h - 1)
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    img = image.reshape(h, w, -1).astype(np.float32)
-    return (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x1] * fx * (1 - fy) + img[y1, x0] * (1 - fx) * fy
-            + img[y1, x1] * fx * fy)
-
-
-def sample_nearest(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    h, w = image.shape[:2]
-    x = np.clip(np.floor(xy[:, 0]).astype(np.int64), 0, w - 1)
-    y = np.clip(np.floor(xy[:, 1]).astype(np.int64), 0, h - 1)
-    return image[y, x]
 
 
 def depth_maps(vertices: np.ndarray, faces: np.ndarray, cameras: Sequence[OrthoCamera],
-               renderer: str = "auto") -> list[np.ndarray]:
-    """(R, R) depth (larger = closer, -inf background) of the mesh in each camera; cameras may differ in size."""
-    raster = get_rasterizer(renderer, "cpu")
-    v = torch.as_tensor(vertices, dtype=torch.float32)
-    f = torch.as_tensor(faces, dtype=torch.int64)
+               renderer: str = "auto", device: str | torch.device = "cpu") -> list[np.ndarray]:
+    """(R, R) depth (larger = closer, -inf background) of the mesh in each camera; cameras may differ in size.
+    device: where the rasterizer runs."""
+    raster = get_rasterizer(renderer, device)
+    v = torch.as_tensor(vertices, dtype=torch.float32, device=device)
+    f = torch.as_tensor(faces, dtype=torch.int64, device=device)
     out = []
     for cam in cameras:
         with torch.no_grad():
             frags = raster.rasterize(v, f, [cam])
-        out.append(frags.depth[0].numpy())
+        out.append(frags.depth[0].cpu().numpy())
     return out
 
 
@@ -108,7 +93,7 @@ def propagate_colors(colors: np.ndarray, known: np.ndarray, faces: np.ndarray, m
     colors = colors.astype(np.float64).copy()
     known = known.copy()
     n = len(colors)
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    e = face_sides(faces)
     e = np.concatenate([e, e[:, ::-1]])  # both directions
     for _ in range(max_rounds):
         if known.all():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from human3d.ops.image import encode_normals
 from human3d.texture.bake import dilate, rasterize_uv
 from human3d.texture.shading import smooth_normals, vertex_tangents
 
@@ -46,21 +47,22 @@ def normals_on_surface(vertices: np.ndarray, faces: np.ndarray, normals: np.ndar
 
 
 def bake_normal_map(full_vertices: np.ndarray, full_faces: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
-                    uvs: np.ndarray, normals: np.ndarray, size: int, renderer: str = "auto", chunk: int = 1 << 20
-                    ) -> np.ndarray:
+                    uvs: np.ndarray, normals: np.ndarray, size: int, renderer: str = "auto", chunk: int = 1 << 20,
+                    device: str = "cpu") -> np.ndarray:
     """(size, size, 3) uint8 tangent-space normal map of the mesh (vertices (V, 3), faces (F, 3), uvs (V, 2) v up,
     normals (V, 3): the ones exported) carrying the normals of the full mesh (full_vertices, full_faces).
 
-    Texels outside the UV charts take the nearest chart texel's value (so mip-maps stay right).
+    Texels outside the UV charts take the nearest chart texel's value (so mip-maps stay right). device: where
+    the UV rasterization runs.
     """
     v, f, n_v = np.asarray(vertices, np.float64), np.asarray(faces, np.int64), np.asarray(normals, np.float64)
     tangents = vertex_tangents(vertices, faces, uvs, normals).astype(np.float64)
     full_normals = smooth_normals(full_vertices, full_faces)
     max_distance = 4.0 * float(np.linalg.norm(v[f[:, 1]] - v[f[:, 0]], axis=1).mean())
-    tri_id, bary = rasterize_uv(uvs, faces, size, renderer)
+    tri_id, bary = rasterize_uv(uvs, faces, size, renderer, device)
     covered = tri_id >= 0
     texels = np.flatnonzero(covered)
-    image = np.full((size * size, 3), (0.5, 0.5, 1.0))
+    image = np.full((size * size, 3), (0.0, 0.0, 1.0))  # unit tangent-space normals; flat outside the charts
     for start in range(0, len(texels), chunk):  # bounded memory at 4096^2
         k = texels[start:start + chunk]
         corner = f[tri_id.reshape(-1)[k]]  # (K, 3)
@@ -73,7 +75,6 @@ def bake_normal_map(full_vertices: np.ndarray, full_faces: np.ndarray, vertices:
         detail = normals_on_surface(full_vertices, full_faces, full_normals, p, n, max_distance)
         local = np.stack([np.einsum("kd,kd->k", detail, a) for a in (t, bt, n)], 1)
         local[:, 2] = np.maximum(local[:, 2], 0.05)  # a detail normal facing away from the surface cannot be shown
-        image[k] = (_unit(local) + 1.0) * 0.5
+        image[k] = _unit(local)
     image = image.reshape(size, size, 3)
-    image = dilate(image, covered)
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return encode_normals(dilate(image, covered))

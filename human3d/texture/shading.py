@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from human3d.ops.mesh import vertex_normals
+
 
 def weld_by_position(vertices: np.ndarray) -> np.ndarray:
     """(V, 3) vertices -> (V,) index of each vertex's position among the unique positions (exact equality: the
@@ -18,32 +20,12 @@ def weld_by_position(vertices: np.ndarray) -> np.ndarray:
     return inverse.reshape(-1)
 
 
-def angle_weighted_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3), (F, 3) counter-clockwise faces -> (V, 3) float32 unit outward normals, each the sum of its faces'
-    unit normals weighted by the face's angle at the vertex (Thürmer & Wüthrich 1998: independent of how a flat
-    region is triangulated). A vertex with no non-degenerate face gets (0, 1, 0)."""
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(faces, np.int64)
-    tri = v[f]  # (F, 3, 3)
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-30)
-    acc = np.zeros_like(v)
-    for k in range(3):
-        a = tri[:, (k + 1) % 3] - tri[:, k]
-        b = tri[:, (k + 2) % 3] - tri[:, k]
-        cos = np.einsum("fd,fd->f", a, b) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-        np.add.at(acc, f[:, k], fn * np.arccos(np.clip(cos, -1.0, 1.0))[:, None])
-    norm = np.linalg.norm(acc, axis=1, keepdims=True)
-    out = np.where(norm > 1e-20, acc / np.maximum(norm, 1e-30), np.array([0.0, 1.0, 0.0]))
-    return out.astype(np.float32)
-
-
 def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V, 3) unit normals of the welded mesh, the same for every split copy of a position (no seam shows)."""
     weld = weld_by_position(vertices)
     welded_v = np.zeros((int(weld.max()) + 1, 3), np.float64)
     welded_v[weld] = vertices
-    return angle_weighted_normals(welded_v, weld[np.asarray(faces, np.int64)])[weld]
+    return vertex_normals(welded_v, weld[np.asarray(faces, np.int64)], weighting="angle")[weld]
 
 
 def vertex_tangents(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray) -> np.ndarray:

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from human3d.cameras import CANVAS_SIZE, CROP_SIZE, OrthoCamera, normals_to_rgb
+from human3d.cameras import CANVAS_SIZE, CROP_SIZE, OrthoCamera
 from human3d.errors import BadInputError, UsageError
+from human3d.ops.image import encode_normals
 from human3d.types import TexturedMesh
 
 log = logging.getLogger("human3d")
@@ -130,7 +131,7 @@ def render_scan(mesh: TexturedMesh, cameras: Sequence[OrthoCamera], rasterizer: 
     f = torch.as_tensor(mesh.faces, dtype=torch.int64)
     res = render_normals(v, f, cameras, rasterizer, antialias=False)
     mask = res.frags.mask.cpu().numpy()
-    normals = normals_to_rgb(res.normals.detach().cpu().numpy(), mask)
+    normals = encode_normals(res.normals.detach().cpu().numpy(), mask)
     colours, _ = vertex_colours(mesh)
     if colours is None:  # per-pixel UVs, then the texture
         uv = rasterizer.interpolate(torch.as_tensor(mesh.uvs, dtype=torch.float32), res.frags).cpu().numpy()

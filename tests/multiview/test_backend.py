@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from human3d.cameras import normals_to_rgb
+from human3d.ops.image import encode_normals
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
 from human3d.errors import MissingWeightsError, StageNotAvailableError, UsageError
@@ -34,7 +34,7 @@ def _sphere_normals(res: int, radius: float = 0.6) -> tuple[np.ndarray, np.ndarr
 
 def test_normal_maps_become_world_normals_and_masks():
     normals, mask = _sphere_normals(RES)
-    rgb = normals_to_rgb(normals, mask).astype(np.float32) / 255.0  # PSHuman's drawing: (n+1)/2, white outside
+    rgb = encode_normals(normals, mask).astype(np.float32) / 255.0  # PSHuman's drawing: (n+1)/2, white outside
     maps = np.stack([rgb] * NUM_VIEWS)
     colors = np.full_like(maps, 0.5)
     framed = _framed()

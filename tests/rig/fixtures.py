@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation
 
 from human3d.body.models import ARTICULATED_JOINTS, BodyModel
 from human3d.body.synthetic import pose_rotvecs
-from human3d.rig.transfer import vertex_normals
+from human3d.ops.mesh import vertex_normals
 from human3d.types import BodyFit, TexturedMesh
 
 #: Arms down, the upper arms against the ribs (2 mm apart), thighs 2.4 cm apart: the carved-like surface 1.2 cm

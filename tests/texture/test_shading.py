@@ -5,7 +5,7 @@ import pytest
 import trimesh
 
 from human3d.texture.bake import unwrap
-from human3d.texture.shading import angle_weighted_normals, smooth_normals, vertex_tangents
+from human3d.texture.shading import smooth_normals, vertex_tangents
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -24,13 +24,6 @@ def test_normals_of_a_uv_split_sphere_are_radial_and_equal_on_both_sides_of_ever
     for original in np.unique(vmap):  # every split copy of a position gets one normal
         copies = n[vmap == original]
         assert np.abs(copies - copies[0]).max() == 0.0
-
-
-def test_angle_weighting_ignores_how_a_face_is_triangulated():
-    box = trimesh.creation.box()
-    n = angle_weighted_normals(box.vertices, box.faces)
-    # every corner touches one or two triangles of each square face; the angle weights still sum to 90 deg per face
-    np.testing.assert_allclose(n, np.sign(box.vertices) / np.sqrt(3.0), atol=1e-6)
 
 
 @pytest.mark.parametrize("mirror", [False, True])
