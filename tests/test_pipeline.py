@@ -127,3 +127,25 @@ def test_face_options_are_refused_before_any_stage_runs(monkeypatch, photo):
     with pytest.raises(UsageError, match="at least 100"):
         Reconstructor(cfg).run(photo, until="segment")
     assert CALLS == []
+
+
+def test_a_result_type_change_changes_the_cache_key(photo):
+    """A work dir written before a stage's dataclass gained fields is recomputed, not loaded with defaults."""
+    import dataclasses
+
+    from human3d.types import Framed, Mesh
+
+    @dataclasses.dataclass
+    class OldMesh(pipeline.StageResult):  # Mesh before the metric transform travelled with it
+        vertices: np.ndarray
+        faces: np.ndarray
+
+    rec = Reconstructor(preset_config("fast"))
+    new = StageSpec("carve", "x:y", ("multiview",), "carve", Mesh, "carve")
+    old = dataclasses.replace(new, result_type=OldMesh)
+    assert rec._stage_key(new, "up") != rec._stage_key(old, "up")
+    assert rec._stage_key(new, "up") == rec._stage_key(new, "up")
+    assert ["height_m", "float"] in pipeline.result_schema(Mesh)
+    # a nested result's fields count too (Framed.photo is a FrontPhoto)
+    nested = [x[1] for x in pipeline.result_schema(Framed) if x[0] == "photo" and isinstance(x[1], list)]
+    assert nested and ["resolution", "int"] in nested[0]
