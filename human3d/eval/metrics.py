@@ -199,12 +199,13 @@ def _vertex_attributes(mesh: TexturedMesh) -> tuple[np.ndarray, str]:
 
 def render_albedo(mesh: TexturedMesh, vertices: np.ndarray, azimuths: list[float] | tuple[float, ...],
                   resolution: int, half_extent: float, renderer: str = "auto",
-                  shade: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  shade: bool = False, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Colour renders of ``mesh`` with its vertices replaced by (V, 3) ``vertices`` (already in the shared frame,
     centred on the camera axis): ((B, R, R, 3) float32 in [0, 1] on white, (B, R, R) bool masks).
 
     Every view is orthographic at elevation 0 around the origin, seeing [-half_extent, half_extent]^2. Unlit unless
-    ``shade`` (a head-light Lambert term, for photo-like inputs; metrics compare unlit albedo).
+    ``shade`` (a head-light Lambert term, for photo-like inputs; metrics compare unlit albedo). device: where the
+    rasterizer runs.
     """
     import torch
 
@@ -213,18 +214,18 @@ def render_albedo(mesh: TexturedMesh, vertices: np.ndarray, azimuths: list[float
     from human3d.ops.mesh import vertex_normals
     from human3d.render import get_rasterizer
 
-    raster = get_rasterizer(renderer, "cpu")
-    v = torch.as_tensor(np.asarray(vertices), dtype=torch.float32)
-    f = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
+    raster = get_rasterizer(renderer, device)
+    v = torch.as_tensor(np.asarray(vertices), dtype=torch.float32, device=device)
+    f = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64, device=device)
     attr_np, kind = _vertex_attributes(mesh)
-    attr = torch.as_tensor(attr_np)
+    attr = torch.as_tensor(attr_np, device=device)
     if shade:
         attr = torch.cat([attr, vertex_normals(v, f)], 1)
     cams = [OrthoCamera(f"eval{a:g}", float(a), resolution, half_extent=half_extent) for a in azimuths]
     with torch.no_grad():
         frags = raster.rasterize(v, f, cams)
-        values = raster.interpolate(attr, frags).numpy()  # (B, R, R, k [+ 3 normals])
-    mask = frags.mask.numpy()
+        values = raster.interpolate(attr, frags).cpu().numpy()  # (B, R, R, k [+ 3 normals])
+    mask = frags.mask.cpu().numpy()
     out = np.ones((len(cams), resolution, resolution, 3), np.float32)
     k = attr_np.shape[1]
     if kind == "uv":

@@ -62,19 +62,20 @@ def photo_in_canvas(photo: LoadedImage, framed: Framed, tile: int) -> np.ndarray
 
 
 def preview_image(photo: LoadedImage, framed: Framed, mesh: TexturedMesh, normals: np.ndarray | None = None,
-                  tile: int = 384, renderer: str = "auto") -> np.ndarray:
+                  tile: int = 384, renderer: str = "auto", device: str = "cpu") -> np.ndarray:
     """(caption + tile, 4 tile + 3 gaps, 3) uint8: the photo next to shaded, textured renders of ``mesh``
     (canonical frame) at the azimuths of :data:`PREVIEW_AZIMUTHS`; a caption strip names each panel, and the panels
     themselves are the canvas framing (:func:`caption_height` rows above them).
 
-    normals: (V, 3) vertex normals to shade with (the exported file's); None computes smooth ones.
+    normals: (V, 3) vertex normals to shade with (the exported file's); None computes smooth ones. device: where
+    the rasterizer runs.
     """
     from human3d.cameras import OrthoCamera
     from human3d.render import get_rasterizer
     from human3d.render.turntable import render_shaded
 
     cams = [OrthoCamera(f"preview{a:g}", a, tile) for a in PREVIEW_AZIMUTHS]
-    views = render_shaded(mesh, cams, normals, get_rasterizer(renderer, "cpu"), PREVIEW_BACKGROUND)
+    views = render_shaded(mesh, cams, normals, get_rasterizer(renderer, device), PREVIEW_BACKGROUND, device)
     panels = [np.concatenate([_caption(tile, text), p], 0)
               for p, text in zip([photo_in_canvas(photo, framed, tile), *views], PREVIEW_LABELS)]
     gap = np.empty((panels[0].shape[0], PREVIEW_GAP_PX, 3), np.uint8)

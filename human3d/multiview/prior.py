@@ -43,18 +43,19 @@ def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((size, size), Image.LANCZOS))
 
 
-def body_depth_sheets(body: BodyFit, resolution: int, renderer: str = "auto"
+def body_depth_sheets(body: BodyFit, resolution: int, renderer: str = "auto", device: str = "cpu"
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Front-view maps of the body: (z_front, z_back, covered), world z of its nearest and farthest surface."""
-    raster = get_rasterizer(renderer, "cpu")
-    v = torch.as_tensor(body.vertices, dtype=torch.float32)
-    f = torch.as_tensor(body.faces, dtype=torch.int64)
+    raster = get_rasterizer(renderer, device)
+    v = torch.as_tensor(body.vertices, dtype=torch.float32, device=device)
+    f = torch.as_tensor(body.faces, dtype=torch.int64, device=device)
     front, back = OrthoCamera("front", 0.0, resolution), OrthoCamera("back", 180.0, resolution)
     with torch.no_grad():
         frags = raster.rasterize(v, f, [front, back])
-    z_front = frags.depth[0].numpy()
-    z_back = -frags.depth[1].numpy()[:, ::-1]  # back camera: depth = -z, columns mirrored
-    covered = frags.mask[0].numpy() & frags.mask[1].numpy()[:, ::-1]
+    depth, mask = frags.depth.cpu().numpy(), frags.mask.cpu().numpy()
+    z_front = depth[0]
+    z_back = -depth[1][:, ::-1]  # back camera: depth = -z, columns mirrored
+    covered = mask[0] & mask[1][:, ::-1]
     return z_front, z_back, covered
 
 
@@ -128,11 +129,11 @@ def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarra
     return vertices, faces
 
 
-def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto", step: int = 2
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vertices, faces) of the proxy, and the silhouette at ``resolution``."""
+def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto", step: int = 2,
+               device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vertices, faces) of the proxy, and the silhouette at ``resolution`` (the body rendered on ``device``)."""
     silhouette = resize_mask(framed.mask, resolution)
-    z_front, z_back, covered = body_depth_sheets(body, resolution, renderer)
+    z_front, z_back, covered = body_depth_sheets(body, resolution, renderer, device)
     zf, zb = proxy_depths(silhouette, z_front, z_back, covered, smooth_px=resolution / 192)
     v, f = sheets_to_mesh(zf, zb, step=max(1, int(step * resolution / 384)))
     return v, f, silhouette
@@ -142,13 +143,14 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
     """The six body views (normals, masks; colours in the front view only) from the body and the silhouette."""
     r = int(cfg.resolution)
     ctx.progress(0.1, "building the silhouette proxy from the body fit")
-    v, f, silhouette = proxy_mesh(framed, body, r)
+    v, f, silhouette = proxy_mesh(framed, body, r, device=ctx.device)
     ctx.progress(0.5, f"rendering {len(BODY_VIEW_NAMES)} views of the proxy ({len(f)} faces)")
-    raster = get_rasterizer("auto", "cpu")
+    raster = get_rasterizer("auto", ctx.device)
     with torch.no_grad():
-        out = render_normals(torch.as_tensor(v), torch.as_tensor(f), body_cameras(r), raster, antialias=False)
-    normals = out.normals.numpy().astype(np.float32)
-    masks = out.frags.mask.numpy()
+        out = render_normals(torch.as_tensor(v, device=ctx.device), torch.as_tensor(f, device=ctx.device),
+                             body_cameras(r), raster, antialias=False)
+    normals = out.normals.cpu().numpy().astype(np.float32)
+    masks = out.frags.mask.cpu().numpy()
     # the photo decides the front and back outlines exactly; the proxy's grid only approximates them, so pixels of
     # the outline it misses take the normal of the nearest pixel it covers
     for i, target in ((0, silhouette), (3, silhouette[:, ::-1])):

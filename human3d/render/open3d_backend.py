@@ -60,8 +60,8 @@ class Open3DRasterizer(Rasterizer):
                     cameras: Sequence[OrthoCamera]) -> torch.Tensor:
         o3d = self._o3d
         b, r = screen.shape[0], cameras[0].resolution
-        v = vertices.detach().to("cpu", torch.float32).numpy()
-        f = faces.detach().to("cpu").numpy().astype(np.uint32)
+        v = vertices.detach().cpu().to(torch.float32).numpy()  # Open3D ray casting runs on the host
+        f = faces.detach().cpu().numpy().astype(np.uint32)
         scene = o3d.t.geometry.RaycastingScene(nthreads=self.threads)
         scene.add_triangles(o3d.core.Tensor(np.ascontiguousarray(v)), o3d.core.Tensor(np.ascontiguousarray(f)))
         # Origins one radius outside the bounding sphere, so every ray starts in front of the whole mesh.

@@ -46,7 +46,7 @@ def rig_mesh(textured: TexturedMesh, body: BodyFit, cfg: RigConfig, ctx: StageCo
                             "pass --no-rig for a static GLB")
     t0 = time.perf_counter()
     ctx.progress(0.0, "loading body model")
-    model = load_body_model(body.model, "cpu", ctx.weights_dir, ctx)
+    model = load_body_model(body.model, ctx.device, ctx.weights_dir, ctx)
     skel = skeleton_from_fit(model, body)
     t_model = time.perf_counter() - t0
     ctx.progress(0.3, "transferring skin weights")

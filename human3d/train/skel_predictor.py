@@ -194,7 +194,7 @@ def train_skel(
     loader = torch.utils.data.DataLoader(dataset, batch_size=min(cfg.batch_size, len(dataset)), shuffle=True,
                                          drop_last=True, collate_fn=collate_pose_batch,
                                          generator=torch.Generator().manual_seed(cfg.seed))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     losses: list[float] = []
     batches = _forever(loader)
     with (out / "log.csv").open("w", newline="") as fh:

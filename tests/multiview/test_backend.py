@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from human3d.ops.image import encode_normals
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
 from human3d.errors import MissingWeightsError, StageNotAvailableError, UsageError
 from human3d.multiview import choose_backend, generate_views
 from human3d.multiview.pshuman import background_masks, generate_pshuman_views, views_to_multiview
+from human3d.ops.image import encode_normals
 from human3d.types import Framed, MultiView
 from tests.multiview.tiny import NUM_VIEWS, RES, tiny_inputs, tiny_pipeline
 
