@@ -89,9 +89,10 @@ class Observations:
 
 @dataclass
 class FitSettings:
-    """Knobs of :func:`fit_observations` (the stage fills them from :class:`BodyConfig`)."""
+    """Knobs of :func:`fit_observations`. What a user sets lives in :class:`BodyConfig` (the single source of those
+    defaults; the stage passes them on); the rest are the fit's internal weights."""
 
-    iterations: int = 200
+    iterations: int = BodyConfig.iterations
     silhouette_resolution: int = 256
     """Working resolution of the silhouette term (the mask is downsampled to it)."""
     band_px: float = 6.0

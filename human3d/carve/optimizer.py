@@ -46,14 +46,16 @@ from dataclasses import dataclass
 import torch
 
 from human3d.carve.remesh import remesh
+from human3d.config import CarveConfig
 from human3d.ops.mesh import mean_edge_length, uniform_laplacian
 
 
 @dataclass
 class RemeshingSettings:
-    """Settings of :class:`MeshOptimizer` (defaults are the reference implementation's)."""
+    """Settings of :class:`MeshOptimizer`. The ones a user sets take their defaults from :class:`CarveConfig` (the
+    single source; the stage passes them on); the others are the reference implementation's."""
 
-    lr: float = 0.3
+    lr: float = CarveConfig.lr
     """Step size in units of the local reference edge length."""
     betas: tuple[float, float, float] = (0.8, 0.8, 0.0)
     """Decay of the first moment, of the second moment, and of the relative velocity nu (0: nu is the current
@@ -66,19 +68,20 @@ class RemeshingSettings:
     """Split above ref * (1 + tol), collapse below ref * (1 - tol)."""
     gain: float = 0.2
     """Edge-length controller gain."""
-    laplacian_weight: float = 0.02
-    """Weight of the Laplacian term added to the gradient (times nu)."""
+    laplacian_weight: float = CarveConfig.laplacian_weight
+    """Weight of the Laplacian term added to the gradient (times nu; the reference's 0.02 suits its loss, see
+    CarveConfig)."""
     laplacian_floor: float = 0.01
     """Smallest factor of the Laplacian term in place of nu (0: the reference's nu alone)."""
     ramp: float = 1.0
     """Learning-rate warm-up: lr * min(1, step * (1 - beta1) / ramp)."""
     grad_lim: float = 10.0
     """Clip of each gradient component to grad_lim * |m1| (outlier pixels)."""
-    remesh_interval: int = 1
+    remesh_interval: int = CarveConfig.remesh_interval
     """Remesh (and update the reference lengths) every this many steps (0: never)."""
     local_edgelen: bool = True
     """Per-vertex reference lengths; else one global length driven by the mean nu."""
-    max_vertices: int = 2_000_000
+    max_vertices: int = CarveConfig.max_vertices
     """No more splits once the mesh has this many vertices."""
 
 
