@@ -63,21 +63,31 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}"
 
 
+# the scoring options of `eval` and `bench`: one definition each
+Threshold = typer.Option(1.0, "--threshold", help="F-score distance threshold in cm.")
+Points = typer.Option(100_000, "--points", help="Points sampled on each surface.")
+Appearance = typer.Option(True, "--appearance/--no-appearance", help="Also PSNR, SSIM and LPIPS.")
+Size = typer.Option(512, "--size", help="Render size of the appearance views in pixels.")
+LpipsDir = typer.Option(None, "--lpips-dir", help="Folder with the LPIPS weights.")
+WeightsDir = typer.Option(None, "--weights-dir", help="Where model files are.")
+AllowPickle = typer.Option(False, "--allow-pickle", help="Allow .pth LPIPS weights (pickle).")
+
+
 def evaluate_cmd(
     pred: Path = typer.Argument(..., help="The reconstructed mesh (GLB, OBJ or PLY)."),
     gt: Path = typer.Argument(..., help="The ground-truth mesh, in the same frame (+Y up, facing +Z)."),
     align: str = typer.Option("scale", "--align", help="none | scale (scale + translation) | icp."),
-    threshold: float = typer.Option(1.0, "--threshold", help="F-score distance threshold in cm."),
-    points: int = typer.Option(100_000, "--points", help="Points sampled on each surface."),
+    threshold: float = Threshold,
+    points: int = Points,
     gt_height: float | None = typer.Option(
         None, "--gt-height", help="The ground truth's real height in metres (default: its y extent, as metres)."),
-    appearance: bool = typer.Option(True, "--appearance/--no-appearance", help="Also PSNR, SSIM and LPIPS."),
-    size: int = typer.Option(512, "--size", help="Render size of the appearance views in pixels."),
+    appearance: bool = Appearance,
+    size: int = Size,
     seed: int = typer.Option(0, "--seed", help="Seed of the point sampling."),
     renderer: str = typer.Option("auto", "--renderer", help="auto | torch | open3d."),
-    lpips_dir: Path | None = typer.Option(None, "--lpips-dir", help="Folder with the LPIPS weights."),
-    weights_dir: Path | None = typer.Option(None, "--weights-dir", help="Where model files are."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow .pth LPIPS weights (pickle)."),
+    lpips_dir: Path | None = LpipsDir,
+    weights_dir: Path | None = WeightsDir,
+    allow_pickle: bool = AllowPickle,
     json_out: bool = typer.Option(False, "--json", help="Print every figure as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table on stderr."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
@@ -129,19 +139,19 @@ def bench_cmd(
     views: int = typer.Option(3, "--views", help="Input photos per mesh, evenly spaced in azimuth."),
     photo_size: int = typer.Option(768, "--photo-size", help="Height of the input photos in pixels."),
     align: str = typer.Option("scale", "--align", help="none | scale | icp."),
-    threshold: float = typer.Option(1.0, "--threshold", help="F-score distance threshold in cm."),
-    points: int = typer.Option(100_000, "--points", help="Points sampled on each surface."),
+    threshold: float = Threshold,
+    points: int = Points,
     gt_height: float | None = typer.Option(
         None, "--gt-height", help="Real height of every ground truth in metres (default: each one's y extent)."),
-    appearance: bool = typer.Option(True, "--appearance/--no-appearance", help="Also PSNR, SSIM and LPIPS."),
-    size: int = typer.Option(512, "--size", help="Render size of the appearance views."),
+    appearance: bool = Appearance,
+    size: int = Size,
     limit: int | None = typer.Option(None, "--limit", help="Only the first N meshes."),
     overrides: list[str] = typer.Option(
         [], "--set", help="A pipeline setting on top of the preset, STAGE.KEY=VALUE (repeatable), "
                           "e.g. --set carve.iterations=40."),
-    lpips_dir: Path | None = typer.Option(None, "--lpips-dir", help="Folder with the LPIPS weights."),
-    weights_dir: Path | None = typer.Option(None, "--weights-dir", help="Where model files are."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow .pth LPIPS weights (pickle)."),
+    lpips_dir: Path | None = LpipsDir,
+    weights_dir: Path | None = WeightsDir,
+    allow_pickle: bool = AllowPickle,
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),

@@ -15,6 +15,8 @@ from human3d.errors import EXIT_MISSING
 app = typer.Typer(help="Model files: what is needed, where it is, whether it is intact.", no_args_is_help=True)
 
 WeightsDir = typer.Option(None, "--weights-dir", help="Where model files are (first in the lookup order).")
+AssetName = typer.Argument(..., help="Asset name (see `human3d weights list`).")
+Debug = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
 @app.command("list")
@@ -22,7 +24,7 @@ WeightsDir = typer.Option(None, "--weights-dir", help="Where model files are (fi
 def list_(
     weights_dir: Path | None = WeightsDir,
     json_out: bool = typer.Option(False, "--json", help="JSON on stdout."),
-    debug: bool = typer.Option(False, "--debug"),
+    debug: bool = Debug,
 ) -> None:
     """Every asset, whether it is found, its licence and source."""
     from human3d import weights
@@ -48,9 +50,9 @@ def list_(
 @app.command("path")
 @error_boundary
 def path(
-    name: str = typer.Argument(..., help="Asset name (see `human3d weights list`)."),
+    name: str = AssetName,
     weights_dir: Path | None = WeightsDir,
-    debug: bool = typer.Option(False, "--debug"),
+    debug: bool = Debug,
 ) -> None:
     """Print where an asset is, or (exit 4) where to put it."""
     from human3d import weights
@@ -73,7 +75,7 @@ def verify(
     weights_dir: Path | None = WeightsDir,
     allow_pickle: bool = typer.Option(
         False, "--allow-pickle", help="Accept pickle checkpoints, as `reconstruct --allow-pickle` would."),
-    debug: bool = typer.Option(False, "--debug"),
+    debug: bool = Debug,
 ) -> None:
     """Check files, checksums and safetensors headers, under the rules loading applies; exit 4 on any problem."""
     from human3d import weights
@@ -98,9 +100,9 @@ def verify(
 @app.command("download")
 @error_boundary
 def download(
-    name: str = typer.Argument(..., help="Asset name (see `human3d weights list`)."),
+    name: str = AssetName,
     weights_dir: Path | None = WeightsDir,
-    debug: bool = typer.Option(False, "--debug"),
+    debug: bool = Debug,
 ) -> None:
     """Fetch an asset that may be fetched (PSHuman); print instructions for those that may not (SMPL-X)."""
     from human3d import weights

@@ -143,14 +143,8 @@ def fuse_face_into_front(
 
 
 class MultiViewProcessor:
-    """Marker base: processors that implement the multi-view semantics (the MV layers accept only these)."""
-
-
-class JointCrossDomainAttnProcessor(MultiViewProcessor):
-    """``attn1``: a view's normal and colour tokens attend together; then the face view is fused into the front.
-
-    Reads ``attn.mv_num_views``, ``attn.mv_face_view_index`` (None: no face view) and ``attn.mv_front_view_index``.
-    """
+    """Base of the processors that implement the multi-view semantics (the MV layers accept only these): diffusers'
+    processor call, without attention masks; a subclass implements :meth:`attend`."""
 
     def __call__(
         self,
@@ -162,6 +156,21 @@ class JointCrossDomainAttnProcessor(MultiViewProcessor):
     ) -> torch.Tensor:
         if attention_mask is not None:
             raise ValueError("the multi-view UNet does not take an attention mask")
+        return self.attend(attn, hidden_states, encoder_hidden_states)
+
+    def attend(self, attn: Attention, hidden_states: torch.Tensor,
+               encoder_hidden_states: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class JointCrossDomainAttnProcessor(MultiViewProcessor):
+    """``attn1``: a view's normal and colour tokens attend together; then the face view is fused into the front.
+
+    Reads ``attn.mv_num_views``, ``attn.mv_face_view_index`` (None: no face view) and ``attn.mv_front_view_index``.
+    """
+
+    def attend(self, attn: Attention, hidden_states: torch.Tensor,
+               encoder_hidden_states: torch.Tensor | None) -> torch.Tensor:
         n, tokens, _ = hidden_states.shape
         if n % (2 * attn.mv_num_views):
             raise ValueError(
@@ -192,15 +201,9 @@ class RowwiseMVAttnProcessor(MultiViewProcessor):
     Input (B * Vb, H*W, C) with square latents; the domains stay separate (they are different groups of B).
     """
 
-    def __call__(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if attention_mask is not None or encoder_hidden_states is not None:
+    def attend(self, attn: Attention, hidden_states: torch.Tensor,
+               encoder_hidden_states: torch.Tensor | None) -> torch.Tensor:
+        if encoder_hidden_states is not None:
             raise ValueError("row-wise multi-view attention is self-attention without a mask")
         bv, tokens, _ = hidden_states.shape
         views = attn.mv_num_views

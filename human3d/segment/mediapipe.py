@@ -64,15 +64,22 @@ def _pose(mp: Any) -> Iterator[Any]:
         yield pose
 
 
-def _pose_mask(pose: Any, rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | None:
-    """(H, W) float32 person probability of the one person pose finds in ``rgb[box]`` (zeros outside), or None."""
+def pose_in_box(pose: Any, rgb: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, Any] | None:
+    """The one person pose finds in ``rgb[box]``: ((H, W) float32 probability over the whole image, zeros outside
+    the box; its pose landmarks in box-relative [0, 1] coordinates), or None."""
     x0, y0, x1, y1 = box
     result = pose.process(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
     if result.segmentation_mask is None or result.pose_landmarks is None:
         return None
     full = np.zeros(rgb.shape[:2], np.float32)
     full[y0:y1, x0:x1] = np.clip(result.segmentation_mask, 0.0, 1.0)
-    return full
+    return full, result.pose_landmarks
+
+
+def _pose_mask(pose: Any, rgb: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray | None:
+    """(H, W) float32 person probability of the one person pose finds in ``rgb[box]`` (zeros outside), or None."""
+    found = pose_in_box(pose, rgb, box)
+    return None if found is None else found[0]
 
 
 def search_windows(width: int, height: int) -> list[tuple[int, int, int, int]]:

@@ -51,15 +51,13 @@ class Person:
 def _detect(pose: Any, rgb: np.ndarray, box: tuple[int, int, int, int], threshold: float
             ) -> tuple[np.ndarray, float] | None:
     """(full-size probability map, completeness) of the one person pose finds in ``rgb[box]``, or None."""
+    from human3d.segment.mediapipe import pose_in_box
+
     x0, y0, x1, y1 = box
-    result = pose.process(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
-    if result.segmentation_mask is None or result.pose_landmarks is None:
+    found = pose_in_box(pose, rgb, box)
+    if found is None or not (found[0] > threshold).any():
         return None
-    prob = np.zeros(rgb.shape[:2], np.float32)
-    prob[y0:y1, x0:x1] = np.clip(result.segmentation_mask, 0.0, 1.0)
-    if not (prob > threshold).any():
-        return None
-    lm = result.pose_landmarks.landmark
+    prob, lm = found[0], found[1].landmark
     seen = [p.visibility >= SEEN and 0.0 <= p.x <= 1.0 and 0.0 <= p.y <= 1.0 for p in lm]
     # the mask may spill onto a neighbour in similar clothes: keep it near this person's own landmarks
     xy = np.array([[x0 + p.x * (x1 - x0), y0 + p.y * (y1 - y0)] for p in lm])
