@@ -39,11 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
 
-    # 3. Every stage's result is a dataclass (human3d.types); the export is metric, +Y up, feet on y = 0.
+    # 3. Every stage's result is a dataclass (human3d.types); the export is metric, +Y up, feet on y = 0, scaled by
+    #    the height the textured mesh carries forward from the body fit.
     body = result.results["body"]
     mesh = result.results["texture"]
     print(f"wrote {result.output}: {len(mesh.faces)} triangles, body model {body.model}, "
-          f"height {body.height_m:.2f} m, backends {result.backends}")
+          f"height {mesh.height_m:.2f} m, backends {result.backends}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
