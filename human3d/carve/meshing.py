@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from human3d.errors import MissingBackendError
-from human3d.ops.mesh import face_sides, unique_edges
+from human3d.ops.mesh import face_areas_normals, face_sides, unique_edges
 
 
 def is_closed_manifold(vertices: np.ndarray, faces: np.ndarray) -> bool:
@@ -117,7 +117,7 @@ def vertex_fans(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def degenerate_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(F,) bool: a repeated vertex, or (twice the) area below 1e-6 of the mean squared edge length."""
     tri = np.asarray(vertices, np.float64)[faces]
-    area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    area2 = 2.0 * face_areas_normals(vertices, faces)[0]
     scale = float(np.mean(np.sum((tri[:, 1] - tri[:, 0]) ** 2, 1))) if len(faces) else 1.0
     repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 2] == faces[:, 0])
     return repeated | (area2 <= 1e-6 * scale)  # float32 rounding of a collinear triangle is ~1e-7

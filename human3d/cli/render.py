@@ -81,8 +81,9 @@ def check_renderable(m, path: Path) -> None:
     if not np.isfinite(v).all():
         raise BadInputError(f"{path} has non-finite vertex coordinates (NaN or inf); it cannot be rendered, "
                             "export the mesh again")
-    tri = v[np.asarray(m.faces)]
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    from human3d.ops.mesh import face_areas_normals
+
+    area, _ = face_areas_normals(v, np.asarray(m.faces))
     extent = np.ptp(v, axis=0)
     if not (area > 1e-12 * max(float(extent.max()), 1e-30) ** 2).any() or np.count_nonzero(extent > 0) < 2:
         raise BadInputError(f"{path} is degenerate (every triangle has zero area); there is nothing to render")

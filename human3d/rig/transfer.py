@@ -24,7 +24,13 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import splu
 from scipy.spatial import cKDTree
 
-from human3d.ops.mesh import adjacency_matrix, face_sides, inverse_length_laplacian, vertex_normals
+from human3d.ops.mesh import (
+    adjacency_matrix,
+    face_normals,
+    face_sides,
+    inverse_length_laplacian,
+    vertex_normals,
+)
 
 #: Barycentric coordinates of the points sampled on every body triangle (closest-point search on samples).
 _SAMPLES = np.array([[1 / 3, 1 / 3, 1 / 3], [2 / 3, 1 / 6, 1 / 6], [1 / 6, 2 / 3, 1 / 6], [1 / 6, 1 / 6, 2 / 3]])
@@ -63,8 +69,7 @@ def closest_body_points(body_vertices: np.ndarray, body_faces: np.ndarray, point
     agrees (N,) bool: a candidate facing the same way was found).
     """
     tri = body_vertices[body_faces]  # (F, 3, 3)
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-12)
+    fn = face_normals(body_vertices, body_faces)
     samples = np.einsum("sk,fkd->fsd", _SAMPLES, tri).reshape(-1, 3)
     dist, idx = cKDTree(samples).query(points, k=candidates)  # (N, C)
     face = idx // len(_SAMPLES)
