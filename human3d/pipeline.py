@@ -298,12 +298,11 @@ class Reconstructor:
         t0 = time.perf_counter()
         textured = values["rig"] if "rig" in values else values["texture"]
         assert isinstance(textured, TexturedMesh)
-        body = values.get("body")
-        if isinstance(body, BodyFit) and body.report.get("facing") == "away":
+        if textured.facing_away:
             # seen from behind: the export's front (+Z) is the person's front, not the side the photo shows
             from human3d.rig import turn_around
 
-            textured = turn_around(textured)
+            textured = dataclasses.replace(turn_around(textured), facing_away=False)
         export_mesh(textured, output, fmt=self.config.export.format, overwrite=overwrite)
         result.timings["export"] = time.perf_counter() - t0
         result.output = output

@@ -230,14 +230,16 @@ class Mesh(StageResult):
     """A triangle mesh in the canonical frame: vertices (V, 3) float32, faces (F, 3) int64, counter-clockwise
     seen from outside.
 
-    height_m, canonical_height: the metric transform that travels with the mesh (the subject's standing height in
-    metres and in canonical units, see BodyFit; canonical_height None: the mesh's own y extent).
+    height_m, canonical_height, facing_away: the export transform, which travels with the mesh: the subject's
+    standing height in metres and in canonical units (see BodyFit; canonical_height None: the mesh's own y
+    extent), and whether the person was seen from behind (the export then turns the mesh so their front is +Z).
     """
 
     vertices: np.ndarray
     faces: np.ndarray
     height_m: float = 1.70
     canonical_height: float | None = None
+    facing_away: bool = False
 
 
 @dataclass
@@ -246,7 +248,8 @@ class TexturedMesh(StageResult):
 
     vertices (V, 3) float32 and faces (F, 3) int64; uvs (V, 2) float32 per vertex (vertices are split along UV
     seams) or None; texture (H, W, 3) uint8 sRGB or None; vertex_colors (V, 3) uint8 or None.
-    height_m: real standing height, used by the export transform; canonical_height likewise (see Mesh).
+    height_m: real standing height, used by the export transform; canonical_height and facing_away likewise (see
+    Mesh).
     skin: the rig (:class:`Skin`, same frame) or None for a static mesh.
     normals: (V, 3) float32 unit vertex normals (e.g. read from a file), or None: the export then computes them
     from the geometry with :func:`human3d.texture.shading.smooth_normals` (equal on the split copies of a
@@ -265,6 +268,7 @@ class TexturedMesh(StageResult):
     skin: Skin | None = None
     normals: np.ndarray | None = None
     normal_texture: np.ndarray | None = None
+    facing_away: bool = False
 
 
 @dataclass

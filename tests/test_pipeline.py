@@ -149,3 +149,31 @@ def test_a_result_type_change_changes_the_cache_key(photo):
     # a nested result's fields count too (Framed.photo is a FrontPhoto)
     nested = [x[1] for x in pipeline.result_schema(Framed) if x[0] == "photo" and isinstance(x[1], list)]
     assert nested and ["resolution", "int"] in nested[0]
+
+
+def seen_from_behind(image, cfg, ctx):
+    """A mesh whose topmost vertex lies at +x, marked as a person photographed from behind."""
+    from human3d.types import TexturedMesh
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1], [0.8, 2, 0.2]], np.float32)
+    f = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]])
+    return TexturedMesh(vertices=v, faces=f, height_m=1.0, canonical_height=2.0, facing_away=True)
+
+
+def test_the_export_turns_a_mesh_seen_from_behind_from_what_the_mesh_carries(photo, tmp_path):
+    import trimesh
+
+    from human3d.types import TexturedMesh
+
+    stages = (StageSpec("load", f"{__name__}:load_stage", (), "input", LoadedImage, "load"),
+              StageSpec("texture", f"{__name__}:seen_from_behind", ("load",), "texture", TexturedMesh, "texture"))
+    cfg = preset_config("fast")
+    cfg.export.format = "ply"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "STAGES", stages)
+        Reconstructor(cfg).run(photo, tmp_path / "out.ply")
+    v = np.asarray(trimesh.load(tmp_path / "out.ply", process=False).vertices)
+    top = v[np.argmax(v[:, 1])]
+    # unturned (re-centred, half size) the top would be at x = +0.15, z = -0.15; turned about +Y both flip
+    assert top[0] == pytest.approx(-0.15, abs=1e-5) and top[2] == pytest.approx(0.15, abs=1e-5)
+    assert np.ptp(v[:, 1]) == pytest.approx(1.0, abs=1e-5)  # scaled by the height the mesh carries

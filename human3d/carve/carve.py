@@ -359,5 +359,6 @@ def carve_with_report(views: MultiView, body: BodyFit, cfg: CarveConfig,
         raise RuntimeError("carving diverged (non-finite vertices)")
     # the body's height travels with the mesh: the export's metric transform needs nothing from an earlier stage
     return Mesh(vertices=v_np, faces=f_np, height_m=float(body.height_m),
-                canonical_height=float(body.canonical_height)), report
+                canonical_height=float(body.canonical_height),
+                facing_away=body.report.get("facing") == "away"), report
 

@@ -71,7 +71,8 @@ def texture_mesh(mesh: Mesh, views: MultiView, cfg: TextureConfig, ctx: StageCon
     # normals stay None: the export computes them from the final geometry, so a later stage that moves vertices
     # (the rig's rest pose) never leaves stale ones; a tangent-space map follows the surface as it moves
     return TexturedMesh(vertices=v, faces=f, uvs=uv, texture=tex, vertex_colors=vcol, height_m=full.height_m,
-                        canonical_height=full.canonical_height, normal_texture=normal_texture)
+                        canonical_height=full.canonical_height, normal_texture=normal_texture,
+                        facing_away=full.facing_away)
 
 
 __all__ = ["texture_mesh", "color_sources", "bake_texture", "fuse_colors", "propagate_colors", "depth_maps",

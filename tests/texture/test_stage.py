@@ -49,10 +49,10 @@ def test_texture_takes_the_mesh_and_the_views_and_keeps_the_mesh_height():
     views = render_views(v, f, body_cameras(64))
     views = dataclasses.replace(views, colors=np.zeros_like(views.colors) + (0.1, 0.2, 0.9), photo=framed.photo,
                                 view_names=list(BODY_VIEW_NAMES), color_weights=np.eye(6, dtype=np.float32)[0])
-    mesh = Mesh(vertices=v, faces=f, height_m=1.83, canonical_height=1.2)
+    mesh = Mesh(vertices=v, faces=f, height_m=1.83, canonical_height=1.2, facing_away=True)
     cfg = TextureConfig(texture_size=128, renderer="torch")
     out = texture_mesh(mesh, views, cfg, StageContext())
-    assert (out.height_m, out.canonical_height) == (1.83, 1.2)
+    assert (out.height_m, out.canonical_height, out.facing_away) == (1.83, 1.2, True)
     front = out.vertices[:, 2] > 0.55  # seen squarely by the front view only
     red = out.vertex_colors[front].astype(float).mean(0)
     assert red[0] > 180 and red[2] < 60, red  # the photo's red, not the front view's blue
