@@ -55,15 +55,17 @@ def load_pshuman_pipeline(cfg: MultiViewConfig, ctx: StageContext) -> Any:
     """The pipeline for ``cfg`` from the PSHuman weights (cached per process: a batch loads it once)."""
     from human3d import weights
     from human3d.multiview.loading import load_pipeline
+    from human3d.weights import memory_guard
 
     folder = weights.require("pshuman", ctx.weights_dir)
     dtype = resolve_dtype(cfg.dtype, ctx.device)
     key = (str(folder), cfg.unet_path, cfg.allow_pickle, str(dtype), ctx.device, cfg.cpu_offload)
     if key not in _CACHE:
         _CACHE.clear()  # one model at a time: they are gigabytes
-        pipe = load_pipeline(folder, unet_path=cfg.unet_path, allow_pickle=cfg.allow_pickle, torch_dtype=dtype)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.enable_memory_savings(ctx.device, cpu_offload=cfg.cpu_offload)
+        with memory_guard(f"loading the PSHuman model onto {ctx.device}"):
+            pipe = load_pipeline(folder, unet_path=cfg.unet_path, allow_pickle=cfg.allow_pickle, torch_dtype=dtype)
+            pipe.set_progress_bar_config(disable=True)
+            pipe.enable_memory_savings(ctx.device, cpu_offload=cfg.cpu_offload)
         _CACHE[key] = pipe
     return _CACHE[key]
 
@@ -81,12 +83,15 @@ def generate_pshuman_views(
                  "at 768x768 with 40 steps; use a CUDA GPU (--device cuda) for practical speed")
     pipe = pipeline if pipeline is not None else load_pshuman_pipeline(cfg, ctx)
     ctx.progress(0.0, "PSHuman multi-view diffusion")
-    out = pipe(
-        framed.rgb, framed.face_rgb if pipe.face_view_index is not None else None,
-        num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale, seed=ctx.seed,
-        resolution=cfg.resolution,
-        step_callback=lambda i, n: ctx.progress(0.95 * i / n, f"denoising step {i}/{n}"),
-    )
+    from human3d.weights import memory_guard
+
+    with memory_guard(f"running the PSHuman model on {ctx.device} at {cfg.resolution} px"):
+        out = pipe(
+            framed.rgb, framed.face_rgb if pipe.face_view_index is not None else None,
+            num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale, seed=ctx.seed,
+            resolution=cfg.resolution,
+            step_callback=lambda i, n: ctx.progress(0.95 * i / n, f"denoising step {i}/{n}"),
+        )
     ctx.progress(0.97, "masks and normals")
     view = views_to_multiview(out.normals, out.colors, out.view_names, framed, cfg, ctx,
                               face_view_index=pipe.face_view_index, front_view_index=pipe.front_view_index)
