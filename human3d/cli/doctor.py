@@ -117,6 +117,9 @@ def _render_checks(torch: object | None, cuda: bool) -> list[Check]:
 def _tool_checks() -> list[Check]:
     ok, detail, _ = _import("xatlas")
     checks = [Check("texture", "xatlas", ok, detail)]
+    ok, detail, _ = _import("ray")
+    checks.append(Check("batch", "ray", ok, detail if ok else f"{detail} (only --executor ray needs it: "
+                                                               "pip install 'human3d[ray]')"))
     try:
         import imageio_ffmpeg
 

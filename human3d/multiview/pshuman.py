@@ -12,10 +12,7 @@ from any unit normal, which is what the masks are cut from (or rembg's u2net whe
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ import numpy as np
 from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, BODY_VIEW_WEIGHTS, FACE_VIEW_NAME
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
-from human3d.errors import MissingBackendError, UsageError
+from human3d.errors import MissingBackendError, MissingWeightsError, UsageError
 from human3d.types import BodyFit, Framed, MultiView
 
 log = logging.getLogger("human3d")
@@ -113,39 +110,37 @@ def background_masks(normals_rgb: np.ndarray) -> np.ndarray:
     return np.linalg.norm(normals_rgb.astype(np.float32) * 2.0 - 1.0, axis=-1) < BACKGROUND_NORM
 
 
-@contextlib.contextmanager
-def _u2net_home(folder: Path) -> Iterator[None]:
-    """rembg finds its model through $U2NET_HOME: point it at our weights folder for the duration only."""
-    old = os.environ.get("U2NET_HOME")
-    os.environ["U2NET_HOME"] = str(folder)
+def choose_mask_method(cfg: MultiViewConfig, weights_dir: Path | None) -> tuple[str, str]:
+    """(method, why) for ``cfg.mask_method``: asked-for rembg without its package or model file is an error that
+    names what is missing; auto takes rembg when both are there, else the normal maps' background (and says so)."""
+    from human3d.segment.rembg import import_rembg, model_file
+
+    if cfg.mask_method not in ("auto", "normals", "rembg"):
+        raise UsageError(f"unknown mask method {cfg.mask_method!r}; use auto, normals or rembg")
+    if cfg.mask_method == "normals":
+        return "normals", "asked for"
     try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("U2NET_HOME", None)
-        else:
-            os.environ["U2NET_HOME"] = old
+        import_rembg()
+        model_file("u2net", weights_dir)
+    except (MissingBackendError, MissingWeightsError) as err:
+        if cfg.mask_method == "rembg":
+            raise type(err)(f"--mv-masks rembg: {err}; or use --mv-masks normals") from err
+        return "normals", f"rembg is not usable: {err}"
+    return "rembg", "asked for" if cfg.mask_method == "rembg" else "rembg and its u2net model are installed"
 
 
-def rembg_masks(images: np.ndarray, weights_dir: Path | None) -> np.ndarray | None:
-    """(V, R, R, 3) images in [0, 1] -> (V, R, R) bool masks from rembg's u2net, or None when unavailable."""
-    from human3d import weights
-
-    folder = weights.locate("u2net", weights_dir)
-    if folder is None:
-        return None
-    try:
-        from rembg import new_session, remove
-    except ImportError:
-        return None
+def rembg_masks(images: np.ndarray, weights_dir: Path | None, device: str = "cpu") -> np.ndarray:
+    """(V, R, R, 3) images in [0, 1] -> (V, R, R) bool masks from rembg's u2net (the local file, no download)."""
     from PIL import Image
 
-    with _u2net_home(folder):
-        session = new_session("u2net")
-        masks = []
-        for image in images:
-            pil = Image.fromarray(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8))
-            masks.append(np.asarray(remove(pil, session=session, only_mask=True)) > 127)
+    from human3d.segment.rembg import import_rembg, model_file, rembg_session
+
+    rembg = import_rembg()
+    session = rembg_session(rembg, "u2net", model_file("u2net", weights_dir), device)
+    masks = []
+    for image in images:
+        pil = Image.fromarray(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        masks.append(np.asarray(rembg.remove(pil, session=session, only_mask=True)) > 127)
     return np.stack(masks)
 
 
@@ -161,23 +156,18 @@ def views_to_multiview(
 ) -> MultiView:
     """The pipeline's (V, R, R, 3) normal maps and colours -> :class:`MultiView` in the canonical frame.
 
-    Masks: the front view's is the input silhouette (its colour *is* the input); the others come from rembg when
-    ``cfg.mask_method`` allows it and u2net is present, else from the normal maps' white background.
+    Masks: the front view's is the input silhouette (its colour *is* the input); the others come from
+    :func:`choose_mask_method`'s choice: rembg's u2net, or the normal maps' white background.
     Weights: PSHuman's carving weights per body view, ``cfg.face_view_weight`` for the face view (its normals are
     already pasted into the front view, so PSHuman does not use it again).
     """
     from PIL import Image
 
-    if cfg.mask_method not in ("auto", "normals", "rembg"):
-        raise UsageError(f"unknown mask method {cfg.mask_method!r}; use auto, normals or rembg")
-    masks = None
-    if cfg.mask_method in ("auto", "rembg"):
-        masks = rembg_masks(normals_rgb, ctx.weights_dir)
-        if masks is None and cfg.mask_method == "rembg":
-            raise MissingBackendError("--mv-masks rembg needs the rembg package and weights/rembg/u2net.onnx; "
-                                      "use --mv-masks normals")
-    if masks is None:
-        masks = background_masks(normals_rgb)
+    method, why = choose_mask_method(cfg, ctx.weights_dir)
+    log.info("multi-view masks: %s (%s)", method, why)
+    ctx.progress(0.98, f"masks of the generated views: {method} ({why})")
+    masks = rembg_masks(normals_rgb, ctx.weights_dir, ctx.device) if method == "rembg" \
+        else background_masks(normals_rgb)
     size = normals_rgb.shape[1]
     front_mask = framed.mask
     if front_mask.shape[0] != size:

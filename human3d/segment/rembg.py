@@ -62,7 +62,7 @@ def _providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _session(rembg: Any, name: str, path: Path, device: str) -> Any:
+def rembg_session(rembg: Any, name: str, path: Path, device: str) -> Any:
     """rembg's session on the local model file; onnxruntime's errors told apart by type (its messages are long)."""
     from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
@@ -85,7 +85,7 @@ def segment(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) -> RawMas
     path = model_file(cfg.rembg_model, ctx.weights_dir)
     ctx.progress(0.2, f"rembg {cfg.rembg_model} ({path})")
     with memory_guard(f"loading and running rembg's {cfg.rembg_model}"):
-        session = _session(rembg, cfg.rembg_model, path, ctx.device)
+        session = rembg_session(rembg, cfg.rembg_model, path, ctx.device)
         masks = session.predict(Image.fromarray(image.rgb))
     prob = np.asarray(masks[0].convert("L").resize(image.size, Image.Resampling.BILINEAR), np.float32) / 255.0
     return RawMask(prob, "rembg", detail=f"rembg {cfg.rembg_model}")
