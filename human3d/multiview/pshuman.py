@@ -21,7 +21,7 @@ import numpy as np
 from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, BODY_VIEW_WEIGHTS, FACE_VIEW_NAME
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
-from human3d.errors import MissingBackendError, MissingWeightsError, UsageError
+from human3d.errors import MissingBackendError, UsageError
 from human3d.types import BodyFit, Framed, MultiView
 
 log = logging.getLogger("human3d")
@@ -52,14 +52,13 @@ def load_pshuman_pipeline(cfg: MultiViewConfig, ctx: StageContext) -> Any:
     """The pipeline for ``cfg`` from the PSHuman weights (cached per process: a batch loads it once)."""
     from human3d import weights
     from human3d.multiview.loading import load_pipeline
-    from human3d.weights import memory_guard
 
     folder = weights.require("pshuman", ctx.weights_dir)
     dtype = resolve_dtype(cfg.dtype, ctx.device)
     key = (str(folder), cfg.unet_path, cfg.allow_pickle, str(dtype), ctx.device, cfg.cpu_offload)
     if key not in _CACHE:
         _CACHE.clear()  # one model at a time: they are gigabytes
-        with memory_guard(f"loading the PSHuman model onto {ctx.device}"):
+        with weights.memory_guard(f"loading the PSHuman model onto {ctx.device}"):
             pipe = load_pipeline(folder, unet_path=cfg.unet_path, allow_pickle=cfg.allow_pickle, torch_dtype=dtype)
             pipe.set_progress_bar_config(disable=True)
             pipe.enable_memory_savings(ctx.device, cpu_offload=cfg.cpu_offload)
@@ -113,6 +112,7 @@ def background_masks(normals_rgb: np.ndarray) -> np.ndarray:
 def choose_mask_method(cfg: MultiViewConfig, weights_dir: Path | None) -> tuple[str, str]:
     """(method, why) for ``cfg.mask_method``: asked-for rembg without its package or model file is an error that
     names what is missing; auto takes rembg when both are there, else the normal maps' background (and says so)."""
+    from human3d.errors import MissingWeightsError
     from human3d.segment.rembg import import_rembg, model_file
 
     if cfg.mask_method not in ("auto", "normals", "rembg"):
