@@ -440,89 +440,115 @@ def run_batch(
             work_dir=work_dir, config=getattr(process, "config", None), on_item=on_item, on_message=on_message,
             debug=debug)
         if report and summary_path is not None:
-            from human3d.report import write_batch_report
-
-            write_batch_report(summary_path.parent)
+            _write_report(summary_path)
         return spread_summary
-    items = [ItemOutcome(str(p), "pending", str(o)) for p, o in zip(inputs, outputs)]
-    summary = BatchSummary(items=items, started=_now())
-    for folder in {o.parent for o in outputs}:
-        if folder.is_dir():
-            remove_stale_temporaries(folder, max_age_s=stale_after_s)
-    batch_dir = summary_path.parent / BATCH_DIR if summary_path is not None else None
-    since = 0.0
-    if batch_dir is not None:
-        batch_dir.mkdir(parents=True, exist_ok=True)
-        since = fs_now(batch_dir)
-        for item in items:  # placeholders: the summary lists every input from the start
-            write_record(batch_dir, Path(item.output).name, item, only_if_absent=True)
-        rebuild_summary(summary_path, batch_dir, started=summary.started)
+    batch = _LocalBatch(inputs, outputs, process, summary_path=summary_path, fmt=fmt, overwrite=overwrite,
+                        work_dir=work_dir, debug=debug, stale_after_s=stale_after_s)
+    try:
+        batch.run(poll_s, on_item)
+    finally:
+        if report and summary_path is not None:
+            _write_report(summary_path)
+    return batch.summary
 
-    def settled(i: int) -> bool:
+
+def _write_report(summary_path: Path) -> None:
+    from human3d.report import write_batch_report
+
+    write_batch_report(summary_path.parent)
+
+
+class _LocalBatch:
+    """One worker in this process working through a batch; with a summary path it follows the claim/record
+    protocol of the module docstring, so other workers (processes or machines) can share the batch."""
+
+    def __init__(self, inputs: list[Path], outputs: list[Path], process: ProcessFn, *, summary_path: Path | None,
+                 fmt: str, overwrite: bool, work_dir: Path | None, debug: bool, stale_after_s: float) -> None:
+        self.inputs, self.outputs, self.process = inputs, outputs, process
+        self.summary_path, self.fmt, self.overwrite = summary_path, fmt, overwrite
+        self.work_dir, self.debug, self.stale_after_s = work_dir, debug, stale_after_s
+        self.items = [ItemOutcome(str(p), "pending", str(o)) for p, o in zip(inputs, outputs)]
+        self.summary = BatchSummary(items=self.items, started=_now())
+        for folder in {o.parent for o in outputs}:
+            if folder.is_dir():
+                remove_stale_temporaries(folder, max_age_s=stale_after_s)
+        self.batch_dir = summary_path.parent / BATCH_DIR if summary_path is not None else None
+        self.since = 0.0
+        if self.batch_dir is not None:
+            self.batch_dir.mkdir(parents=True, exist_ok=True)
+            self.since = fs_now(self.batch_dir)
+            for item in self.items:  # placeholders: the summary lists every input from the start
+                write_record(self.batch_dir, Path(item.output).name, item, only_if_absent=True)
+            rebuild_summary(summary_path, self.batch_dir, started=self.summary.started)
+
+    def settled(self, i: int) -> bool:
         """Decided for this batch: recorded (by anyone) since it started, or done before and kept."""
-        got = read_record(batch_dir, outputs[i].name) if batch_dir is not None else None
+        got = read_record(self.batch_dir, self.outputs[i].name) if self.batch_dir is not None else None
         if got is None or got[0].status == "pending":
             return False
         rec, when = got
-        if when >= since or (not overwrite and rec.status in ("ok", "skipped") and outputs[i].exists()):
-            items[i] = rec
+        if when >= self.since or (not self.overwrite and rec.status in ("ok", "skipped") and self.outputs[i].exists()):
+            self.items[i] = rec
             return True
         return False
 
-    def attempt(i: int) -> bool:
+    def _compute(self, i: int, item: ItemOutcome) -> None:
+        _run_item(self.inputs[i], self.outputs[i], self.process, item, fmt=self.fmt, overwrite=self.overwrite,
+                  work_dir=self.work_dir, debug=self.debug)
+
+    def attempt(self, i: int) -> bool:
         """Work on input i unless another live worker holds it; True when it is decided."""
-        src, dst, item = inputs[i], outputs[i], items[i]
-        if batch_dir is None:
-            _run_item(src, dst, process, item, fmt=fmt, overwrite=overwrite, work_dir=work_dir, debug=debug)
+        src, dst = self.inputs[i], self.outputs[i]
+        if self.batch_dir is None:
+            self._compute(i, self.items[i])
             return True
-        if settled(i):
+        if self.settled(i):
             return True
-        claim = claim_input(batch_dir, dst.name, {"input": str(src), "output": str(dst)},
-                            stale_after_s=stale_after_s)
+        claim = claim_input(self.batch_dir, dst.name, {"input": str(src), "output": str(dst)},
+                            stale_after_s=self.stale_after_s)
         if claim is None:
             return False
         with claim:
-            if settled(i):  # finished by another worker between our look and our claim
+            if self.settled(i):  # finished by another worker between our look and our claim
                 return True
             if claim.took_over is not None:
-                _remove_leftovers(dst, fmt, claim.took_over)
-            item = items[i] = ItemOutcome(str(src), "pending", str(dst), worker=worker_id())
-            _run_item(src, dst, process, item, fmt=fmt, overwrite=overwrite, work_dir=work_dir, debug=debug)
-            write_record(batch_dir, dst.name, item)
-        rebuild_summary(summary_path, batch_dir, started=summary.started)
+                _remove_leftovers(dst, self.fmt, claim.took_over)
+            item = self.items[i] = ItemOutcome(str(src), "pending", str(dst), worker=worker_id())
+            self._compute(i, item)
+            write_record(self.batch_dir, dst.name, item)
+        rebuild_summary(self.summary_path, self.batch_dir, started=self.summary.started)
         return True
 
-    try:
+    def _attempt_all(self, indices: Iterable[int], on_item: Callable[[int, ItemOutcome], None] | None) -> list[int]:
+        """Attempt each input; the ones still held by other live workers."""
         waiting = []
-        for i in range(len(inputs)):
-            if attempt(i):
+        for i in indices:
+            if self.attempt(i):
                 if on_item:
-                    on_item(i, items[i])
+                    on_item(i, self.items[i])
             else:
                 waiting.append(i)
-        while waiting:  # held by other workers: wait for their records, or take over from the dead
-            time.sleep(poll_s)
-            still = []
-            for i in waiting:
-                if attempt(i):
-                    if on_item:
-                        on_item(i, items[i])
-                else:
-                    still.append(i)
-            waiting = still
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        raise
-    finally:
-        summary.items = items
-        summary.finished = None if summary.interrupted else _now()
-        if batch_dir is not None:
-            with contextlib.suppress(OSError):
-                rebuild_summary(summary_path, batch_dir, interrupted=summary.interrupted, started=summary.started)
-                for probe in (batch_dir / f".now-{worker_id()}", batch_dir / "claims" / f".now-{worker_id()}"):
-                    probe.unlink(missing_ok=True)
-        if report and summary_path is not None:
-            from human3d.report import write_batch_report
+        return waiting
 
-            write_batch_report(summary_path.parent)
-    return summary
+    def run(self, poll_s: float, on_item: Callable[[int, ItemOutcome], None] | None) -> None:
+        """Every input decided (computed here, or recorded by another worker); the summary rebuilt at the end,
+        also when interrupted."""
+        summary = self.summary
+        try:
+            waiting = self._attempt_all(range(len(self.inputs)), on_item)
+            while waiting:  # held by other workers: wait for their records, or take over from the dead
+                time.sleep(poll_s)
+                waiting = self._attempt_all(waiting, on_item)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            raise
+        finally:
+            summary.items = self.items
+            summary.finished = None if summary.interrupted else _now()
+            if self.batch_dir is not None:
+                with contextlib.suppress(OSError):
+                    rebuild_summary(self.summary_path, self.batch_dir, interrupted=summary.interrupted,
+                                    started=summary.started)
+                    for probe in (self.batch_dir / f".now-{worker_id()}",
+                                  self.batch_dir / "claims" / f".now-{worker_id()}"):
+                        probe.unlink(missing_ok=True)

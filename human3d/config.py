@@ -327,6 +327,45 @@ def _field_type(owner: Any, name: str) -> Any:
     return hints[name]
 
 
+def _coerce_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{where} must be true or false, not {value!r}")
+
+
+def _coerce_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"{where} must be a whole number, not {value!r}")
+    try:
+        return int(value) if not isinstance(value, str) else int(value.strip())
+    except ValueError:
+        raise ValueError(f"{where} must be a whole number, not {value!r}") from None
+
+
+def _coerce_float(value: Any, where: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{where} must be a number, not {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must be a number, not {value!r}") from None
+
+
+def _coerce_str(value: Any, where: str) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError(f"{where} must be text, not {value!r}")
+    return str(value)
+
+
+#: The plain field types and how text or a TOML value becomes each.
+_SCALAR_COERCERS: dict[Any, Any] = {bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str}
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """``value`` (text from the command line, or a TOML value) as the field's type; ValueError when it is not."""
     import types
@@ -346,34 +385,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         items = value.split(",") if isinstance(value, str) else list(value)
         inner = args[0] if args else str
         return tuple(_coerce(v.strip() if isinstance(v, str) else v, inner, where) for v in items)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("true", "1", "yes", "on"):
-            return True
-        if text in ("false", "0", "no", "off"):
-            return False
-        raise ValueError(f"{where} must be true or false, not {value!r}")
-    if annotation is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"{where} must be a whole number, not {value!r}")
-        try:
-            return int(value) if not isinstance(value, str) else int(value.strip())
-        except ValueError:
-            raise ValueError(f"{where} must be a whole number, not {value!r}") from None
-    if annotation is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{where} must be a number, not {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where} must be a number, not {value!r}") from None
-    if annotation is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ValueError(f"{where} must be text, not {value!r}")
-        return str(value)
-    return value
+    coerce = _SCALAR_COERCERS.get(annotation)
+    return value if coerce is None else coerce(value, where)
 
 
 def set_config_value(cfg: ReconstructConfig, path: str, value: Any) -> None:

@@ -10,6 +10,7 @@ Exit codes (also listed in README.md):
 | 3 | bad input: not an image, unreadable, corrupt, too small, too large, no person found; a mesh that cannot be rendered |
 | 4 | missing weights, backend or stage: install or place what the message names |
 | 5 | internal error: a bug; rerun with ``--debug`` and report the traceback |
+| 6 | out of memory (GPU or RAM): the message says what to lower or free; the input and weights are fine |
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_MISSING = 4
 EXIT_INTERNAL = 5
+EXIT_OUT_OF_MEMORY = 6
 
 
 class Human3DError(Exception):
@@ -61,6 +63,17 @@ class MissingWeightsError(Human3DError):
     """A model file is absent or corrupt (exit 4)."""
 
     exit_code = EXIT_MISSING
+
+
+class CorruptWeightsError(MissingWeightsError):
+    """A model file is present but truncated, damaged or not in its format (exit 4, like a missing one: both are
+    fixed by fetching the file again)."""
+
+
+class OutOfMemoryError(Human3DError):
+    """The GPU or the machine ran out of memory (exit 6): not the weights' fault, so never "download again"."""
+
+    exit_code = EXIT_OUT_OF_MEMORY
 
 
 class MissingBackendError(Human3DError):

@@ -6,12 +6,18 @@ Lookup order for an asset's folder (DESIGN.md §5): ``--weights-dir``, ``$HUMAN3
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pickle
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from human3d.errors import MissingWeightsError, UsageError
+from safetensors import SafetensorError
+
+from human3d.errors import CorruptWeightsError, MissingWeightsError, OutOfMemoryError, UsageError
 from human3d.io.digest import file_digest
 
 
@@ -272,6 +278,106 @@ def verify(name: str, weights_dir: str | Path | None = None, allow_pickle: bool 
             except (ValueError, UnicodeDecodeError):
                 problems.append(f"{path}: not valid JSON; the file is corrupt, download it again")
     return problems
+
+
+# -- why a weights file did not load: told apart by the exceptions' types and the file itself, never their text ------
+
+#: What loading a weights file can raise when it is absent, damaged, of another model, or too big for memory;
+#: anything else is a bug and stays an internal error.
+LOAD_ERRORS = (OSError, RuntimeError, ValueError, KeyError, EOFError, MemoryError, pickle.UnpicklingError,
+               SafetensorError)
+#: Exceptions that mean a file's bytes are damaged (seen anywhere in the chain of a failed load). Not
+#: UnicodeDecodeError: diffusers raises one itself when it reads any binary file that failed as text.
+DAMAGED_ERRORS = (SafetensorError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, json.JSONDecodeError)
+
+
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters of it)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
+
+
+def exception_chain(err: BaseException) -> list[BaseException]:
+    """``err`` and what it was raised from or while handling (diffusers re-raises loading errors as OSError)."""
+    chain: list[BaseException] = []
+    e: BaseException | None = err
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    return chain
+
+
+def _out_of_memory_cause(err: BaseException) -> BaseException | None:
+    import torch
+
+    return next((c for c in exception_chain(err) if isinstance(c, (torch.OutOfMemoryError, MemoryError))), None)
+
+
+def out_of_memory(what: str, err: BaseException) -> OutOfMemoryError:
+    """The one-line error for running out of memory while ``what`` (e.g. "loading the PSHuman model onto cuda"):
+    torch's OutOfMemoryError is the GPU's, Python's MemoryError the machine's RAM."""
+    import torch
+
+    if isinstance(err, torch.OutOfMemoryError):
+        return OutOfMemoryError(
+            f"out of GPU memory while {what} ({first_line(err)}); free the GPU (other processes), keep "
+            "--set multiview.cpu_offload=true, use --mv-dtype float16, or give each GPU one job (--jobs)")
+    return OutOfMemoryError(f"out of memory (RAM) while {what}; close other programs, run fewer --jobs, or use a "
+                            "machine with more memory")
+
+
+@contextlib.contextmanager
+def memory_guard(what: str) -> Iterator[None]:
+    """Running out of GPU memory or RAM inside the block becomes :class:`~human3d.errors.OutOfMemoryError`."""
+    import torch
+
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        raise out_of_memory(what, err) from err
+
+
+def load_failure(path: Path, err: BaseException, fix: str) -> MissingWeightsError | OutOfMemoryError:
+    """Why ``path`` did not load (``err``, one of :data:`LOAD_ERRORS`): out of memory (nothing to do with the file),
+    a pickle holding Python objects (fetching it again does not help), damaged bytes
+    (:class:`~human3d.errors.CorruptWeightsError`), or an intact file that is not what the model expects.
+    ``fix`` says how to get the file again."""
+    oom = _out_of_memory_cause(err)
+    if oom is not None:
+        return out_of_memory(f"loading {path}", oom)
+    chain = exception_chain(err)
+    cause = next((c for c in chain if isinstance(c, DAMAGED_ERRORS)), err)  # the reader's own words, not a wrapper's
+    damaged = CorruptWeightsError(f"{path} cannot be read ({first_line(cause)}): the file is damaged or "
+                                  f"incomplete; {fix}")
+    if path.name.endswith(PICKLE_SUFFIXES):
+        problem = _pickle_problem(path, chain)
+        if problem == "objects":
+            return MissingWeightsError(
+                f"{path} holds Python objects besides tensors, which the weights-only loader refuses even with "
+                "--allow-pickle (it could run code); use a safetensors file from a source you trust")
+        if problem == "damaged":
+            return damaged
+    if isinstance(cause, DAMAGED_ERRORS):
+        return damaged
+    return MissingWeightsError(f"{path} could not be loaded ({first_line(err)}): it is not the file this model "
+                               f"expects (another model or version); {fix}")
+
+
+def _pickle_problem(path: Path, chain: list[BaseException]) -> str | None:
+    """"damaged" (not a readable archive), "objects" (it names Python globals the weights-only unpickler refuses),
+    or None (neither: the failure is elsewhere) for a pickle checkpoint that did not load."""
+    import torch
+
+    if not zipfile.is_zipfile(path):  # torch writes zip archives; an older plain pickle tells only by failing
+        return "objects" if any(isinstance(c, pickle.UnpicklingError) for c in chain) else "damaged"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.testzip() is not None:
+                return "damaged"
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except (OSError, RuntimeError, zipfile.BadZipFile, pickle.UnpicklingError, EOFError):
+        return "damaged"
+    return "objects" if unsafe else None
 
 
 def check_safetensors_header(path: Path) -> str | None:

@@ -32,12 +32,8 @@ def _import(name: str) -> tuple[bool, str, object | None]:
     return True, f"{name} {getattr(module, '__version__', '')}".strip(), module
 
 
-def _checks(weights_dir: Path | None) -> tuple[dict, list[Check]]:
-    from human3d import weights
-    from human3d.pipeline import STAGES, resolve_stage
-
-    info: dict = {"human3d": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
-    checks: list[Check] = []
+def _torch_checks(info: dict) -> tuple[Check, object | None, bool]:
+    """torch and CUDA: the check, the module (None when it does not import) and whether CUDA is usable."""
     ok, detail, torch = _import("torch")
     info["torch"] = getattr(torch, "__version__", None)
     cuda = bool(torch is not None and torch.cuda.is_available())
@@ -45,16 +41,26 @@ def _checks(weights_dir: Path | None) -> tuple[dict, list[Check]]:
     if cuda:
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         info["cuda_version"] = torch.version.cuda
-    checks.append(Check("core", "torch", ok, detail + ("" if not ok else f", CUDA {'yes' if cuda else 'no'}")))
+    return Check("core", "torch", ok, detail + ("" if not ok else f", CUDA {'yes' if cuda else 'no'}")), torch, cuda
 
+
+def _stage_checks() -> list[Check]:
+    from human3d.pipeline import STAGES, resolve_stage
+
+    checks = []
     for stage in STAGES:
         try:
             resolve_stage(stage)
             checks.append(Check("stage", stage.name, True, "available"))
         except Exception as err:
             checks.append(Check("stage", stage.name, False, str(err)))
+    return checks
 
-    checks.append(Check("segment", "alpha", True, "always available (uses the input's alpha channel)"))
+
+def _segment_checks(weights_dir: Path | None) -> list[Check]:
+    from human3d import weights
+
+    checks = [Check("segment", "alpha", True, "always available (uses the input's alpha channel)")]
     ok, detail, mp = _import("mediapipe")
     if ok:
         models = Path(mp.__file__).parent / "modules"
@@ -67,14 +73,24 @@ def _checks(weights_dir: Path | None) -> tuple[dict, list[Check]]:
     checks.append(Check("segment", "rembg", ok and u2 is not None,
                         detail if not ok else (f"model at {u2}" if u2 else "rembg installed, but u2net.onnx not "
                                                f"found in {weights.default_install_dir(weights.ASSETS['u2net'], weights_dir)}")))
+    return checks
+
+
+def _body_checks(weights_dir: Path | None) -> list[Check]:
+    from human3d import weights
 
     ok, detail, _ = _import("anny")
-    checks.append(Check("body", "anny", ok, detail))
+    checks = [Check("body", "anny", ok, detail)]
     ok, detail, _ = _import("smplx")
     sx = weights.locate("smplx", weights_dir)
     checks.append(Check("body", "smplx", ok and sx is not None,
                         detail if not ok else (f"model files at {sx}" if sx else "smplx installed, but the SMPL-X "
                                                "model files are missing (human3d weights path smplx)")))
+    return checks
+
+
+def _multiview_checks(weights_dir: Path | None, cuda: bool) -> list[Check]:
+    from human3d import weights
 
     ok, detail, _ = _import("diffusers")
     ps = weights.locate("pshuman", weights_dir)
@@ -82,29 +98,45 @@ def _checks(weights_dir: Path | None) -> tuple[dict, list[Check]]:
                                  "missing (human3d weights download pshuman)")
     if ok and ps and not cuda:
         why += "; no CUDA GPU: runs on CPU in float32, very slowly"
-    checks.append(Check("multiview", "pshuman", ok and ps is not None, why))
     has_prior = importlib.util.find_spec("human3d.multiview.prior") is not None
-    checks.append(Check("multiview", "prior", has_prior, "available" if has_prior else "not implemented yet"))
+    return [Check("multiview", "pshuman", ok and ps is not None, why),
+            Check("multiview", "prior", has_prior, "available" if has_prior else "not implemented yet")]
 
-    checks.append(Check("render", "torch", torch is not None, "pure-PyTorch rasterizer"))
+
+def _render_checks(torch: object | None, cuda: bool) -> list[Check]:
+    checks = [Check("render", "torch", torch is not None, "pure-PyTorch rasterizer")]
     ok, detail, _ = _import("open3d")
     if not ok and "libusb" in detail:
         detail += " (install Debian's libusb-1.0-0)"
     checks.append(Check("render", "open3d", ok, detail))
     ok, detail, _ = _import("nvdiffrast.torch")
     checks.append(Check("render", "nvdiffrast", ok and cuda, detail if not ok else ("ok" if cuda else "needs CUDA")))
+    return checks
+
+
+def _tool_checks() -> list[Check]:
     ok, detail, _ = _import("xatlas")
-    checks.append(Check("texture", "xatlas", ok, detail))
+    checks = [Check("texture", "xatlas", ok, detail)]
+    ok, detail, _ = _import("ray")
+    checks.append(Check("batch", "ray", ok, detail if ok else f"{detail} (only --executor ray needs it: "
+                                                               "pip install 'human3d[ray]')"))
     try:
         import imageio_ffmpeg
 
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
-        checks.append(Check("video", "ffmpeg", True, exe))
+        checks.append(Check("video", "ffmpeg", True, imageio_ffmpeg.get_ffmpeg_exe()))
     except Exception as err:
         checks.append(Check("video", "ffmpeg", False, f"{type(err).__name__}: {err}"))
+    return checks
 
-    for st in weights.status(weights_dir):
-        checks.append(Check("weights", st.name, st.found, st.path or "not found"))
+
+def _checks(weights_dir: Path | None) -> tuple[dict, list[Check]]:
+    from human3d import weights
+
+    info: dict = {"human3d": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    torch_check, torch, cuda = _torch_checks(info)
+    checks = [torch_check, *_stage_checks(), *_segment_checks(weights_dir), *_body_checks(weights_dir),
+              *_multiview_checks(weights_dir, cuda), *_render_checks(torch, cuda), *_tool_checks()]
+    checks += [Check("weights", st.name, st.found, st.path or "not found") for st in weights.status(weights_dir)]
     return info, checks
 
 

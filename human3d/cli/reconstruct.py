@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -149,19 +150,13 @@ def run_reconstruct(
     rest_pose: str | None = None, animation: str | None = None, faces: int | None = None,
     normal_map: bool | None = None, person: int | None = None,
 ) -> None:
-    from human3d.batch import expand_inputs, output_names, run_batch, sanitize_stem, worker_id
-    from human3d.config import config_to_toml, resolve_device, set_config_value, validate_config
-    from human3d.executors import ExecutorSettings, ReconstructTask
+    from human3d.config import config_to_toml, resolve_device, set_config_value
+    from human3d.executors import ExecutorSettings
     from human3d.io.atomic import check_writable_folder
-    from human3d.io.meshes import FORMATS, check_output_path, companion_files, format_from_path
-    from human3d.io.previews import add_result_preview
-    from human3d.pipeline import Reconstructor, resolve_environment
+    from human3d.pipeline import resolve_environment
 
     configure_logging(quiet, verbose)
-    if fmt is not None and fmt.lower() not in FORMATS:
-        raise UsageError(f"--format {fmt} is not known; use one of {', '.join(FORMATS)}")
-    if mask is not None and segmenter not in (None, "auto", "mask"):
-        raise UsageError(f"--mask was given together with --segmenter {segmenter}; drop one of them")
+    _check_flag_pairs(fmt, mask, segmenter)
     cfg = build_config(preset, config_file, settings, device=device, seed=seed, weights_dir=weights_dir,
                        max_megapixels=max_megapixels, mask=mask, segmenter=segmenter, body_model=body_model,
                        mv_backend=mv_backend, unet=unet, allow_pickle=allow_pickle, height=height,
@@ -174,20 +169,77 @@ def run_reconstruct(
         return
     if not inputs:
         raise UsageError("no input given: name image files, folders or globs (or use --print-config)")
-    validate_config(cfg)
-    from human3d.rig import check_rig_config
-    from human3d.texture.decimate import check_face_options
-
-    check_face_options(cfg.texture.faces, cfg.texture.normal_map)
-
-    check_rig_config(cfg.rig)
-    clip_or_pose = cfg.rig.animation != "none" or cfg.rig.rest_pose != "photo"
-    if not cfg.rig.enabled and clip_or_pose:
-        raise UsageError("--animation and --rest-pose need the rig; drop --no-rig")
+    clip_or_pose = _check_settings(cfg)
     spread = ExecutorSettings(executor=executor, jobs=jobs, ray_address=ray_address,
                               ray_cpus_per_task=ray_cpus_per_task, ray_gpus_per_task=ray_gpus_per_task,
                               storage=ray_storage)
     spread.validate()
+    plan = _plan_outputs(inputs, output, fmt, cfg.export.format, mask, overwrite)
+    if work_dir is not None:
+        check_writable_folder(work_dir)
+    cfg.export.format = plan.fmt
+    if plan.fmt != "glb" and clip_or_pose:
+        raise UsageError(f"--animation and --rest-pose need a GLB output; {plan.fmt.upper()} is static")
+    # names of backends, devices and the weights they need: resolved (what `auto` becomes) before any stage runs
+    resolve_environment(cfg, resolve_device(cfg.device))
+    previews = _preview_paths(plan.outputs, plan.single, preview, overwrite)
+    if cfg.texture.normal_map and plan.fmt == "ply":
+        raise UsageError("--normal-map needs a textured format: use .glb or .obj (PLY carries vertex colours only)")
+
+    with ProgressReporter(quiet=quiet, verbose=verbose) as reporter:
+        runner = _ItemRunner(cfg, plan, previews, reporter, overwrite=overwrite, work_dir=work_dir)
+        summary = runner.run_all(spread, debug=debug, report=report)
+    report_path = None if plan.single or not report else plan.summary_path.parent / "report.html"
+    if json_out:
+        print(json.dumps(_json_summary(summary, runner.details, previews, plan.fmt, report_path), indent=2))
+    _finish(summary, plan, report_path, quiet)
+
+
+def _check_flag_pairs(fmt: str | None, mask: Path | None, segmenter: str | None) -> None:
+    """Flags that cannot go together, refused before the config is built."""
+    from human3d.io.meshes import FORMATS
+
+    if fmt is not None and fmt.lower() not in FORMATS:
+        raise UsageError(f"--format {fmt} is not known; use one of {', '.join(FORMATS)}")
+    if mask is not None and segmenter not in (None, "auto", "mask"):
+        raise UsageError(f"--mask was given together with --segmenter {segmenter}; drop one of them")
+
+
+def _check_settings(cfg) -> bool:
+    """Every setting of the resolved tree checked before work; returns whether a clip or a rest pose is asked
+    (both need the rig and a GLB)."""
+    from human3d.config import validate_config
+    from human3d.rig import check_rig_config
+    from human3d.texture.decimate import check_face_options
+
+    validate_config(cfg)
+    check_face_options(cfg.texture.faces, cfg.texture.normal_map)
+    check_rig_config(cfg.rig)
+    clip_or_pose = cfg.rig.animation != "none" or cfg.rig.rest_pose != "photo"
+    if not cfg.rig.enabled and clip_or_pose:
+        raise UsageError("--animation and --rest-pose need the rig; drop --no-rig")
+    return clip_or_pose
+
+
+@dataclass
+class _Plan:
+    """The inputs, where each one's result goes, and the format of the results."""
+
+    expanded: list[Path]
+    outputs: list[Path]
+    summary_path: Path | None
+    """None for a single input; else OUT/summary.json."""
+    fmt: str
+    single: bool
+
+
+def _plan_outputs(inputs: list[str], output: Path | None, fmt: str | None, default_fmt: str, mask: Path | None,
+                  overwrite: bool) -> _Plan:
+    """The inputs expanded and the output of each, checked: no output replaces an input (or the mask), an existing
+    single output needs ``overwrite``, a batch's folder must be writable (it is created)."""
+    from human3d.batch import expand_inputs, output_names
+    from human3d.io.atomic import check_writable_folder
+    from human3d.io.meshes import check_output_path
 
     expanded = expand_inputs(inputs)
     single = len(inputs) == 1 and len(expanded) == 1 and not Path(inputs[0]).is_dir()
@@ -196,88 +248,113 @@ def run_reconstruct(
     if mask is not None:
         check_readable(mask, "mask")
     given = tuple(expanded) + ((mask,) if mask is not None else ())
-
     if single:
         src = expanded[0]
-        if output is not None and output.is_dir():
-            fmt = fmt or cfg.export.format
-            dst = output / f"{sanitize_stem(src.stem)}.{fmt}"
-        elif output is not None:
-            fmt = format_from_path(output, fmt)
-            dst = output
-        else:
-            fmt = fmt or cfg.export.format
-            dst = Path(f"{sanitize_stem(src.stem)}.{format_from_path(Path('x.' + fmt), fmt)}")
+        dst, fmt = _single_output(src, output, fmt, default_fmt)
         check_output_path(dst, overwrite=overwrite, fmt=fmt, inputs=given)
         if src.exists():
             check_readable(src, "input")
-        outputs, summary_path = [dst], None
-    else:
-        out_dir = output if output is not None else Path("human3d_output")
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"with several inputs -o must be a folder, and {out_dir} is a file")
-        fmt = (fmt or cfg.export.format).lower()
-        outputs = output_names(expanded, out_dir, fmt)
-        for dst in outputs:  # an existing output is skipped (resume), but an input is never replaced
-            check_output_path(dst, overwrite=True, fmt=fmt, inputs=given)
-        check_writable_folder(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        summary_path = out_dir / "summary.json"
-    if work_dir is not None:
-        check_writable_folder(work_dir)
-    cfg.export.format = fmt
-    if fmt != "glb" and clip_or_pose:
-        raise UsageError(f"--animation and --rest-pose need a GLB output; {fmt.upper()} is static")
-    # names of backends, devices and the weights they need: resolved (what `auto` becomes) before any stage runs
-    resolve_environment(cfg, resolve_device(cfg.device))
-    previews = _preview_paths(outputs, single, preview, overwrite)
-    details: dict[str, dict] = {}  # per output: what --json adds (files, preview, size of the mesh)
-    if cfg.texture.normal_map and fmt == "ply":
-        raise UsageError("--normal-map needs a textured format: use .glb or .obj (PLY carries vertex colours only)")
+        return _Plan(expanded, [dst], None, fmt, True)
+    out_dir = output if output is not None else Path("human3d_output")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"with several inputs -o must be a folder, and {out_dir} is a file")
+    fmt = (fmt or default_fmt).lower()
+    outputs = output_names(expanded, out_dir, fmt)
+    for dst in outputs:  # an existing output is skipped (resume), but an input is never replaced
+        check_output_path(dst, overwrite=True, fmt=fmt, inputs=given)
+    check_writable_folder(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _Plan(expanded, outputs, out_dir / "summary.json", fmt, False)
 
-    with ProgressReporter(quiet=quiet, verbose=verbose) as reporter:
-        def process(src: Path, dst: Path, item_work: Path | None):
-            reporter.start_item("" if single else src.name)
-            if dst in previews and previews[dst].exists() and not overwrite:
-                raise OutputExistsError(f"{previews[dst]} already exists; pass --overwrite to replace it")
-            rec = Reconstructor(cfg, on_event=reporter.event)
-            res = rec.run(src, dst, work_dir=work_dir if single else item_work, overwrite=overwrite)
-            if dst in previews:
-                add_result_preview(res, dst, previews[dst], overwrite=overwrite)
-            details[str(dst)] = _details(res, dst, fmt, previews.get(dst), work_dir if single else item_work)
-            return res.warnings, {k: round(v, 3) for k, v in res.timings.items()}, res.backends
 
-        def on_item(i: int, item) -> None:
-            if single:
-                return
-            note = {"ok": f"-> {item.output} ({item.seconds:.1f} s)", "skipped": f"skipped: {item.error}",
-                    "failed": f"failed: {item.error}"}[item.status]
-            if item.worker and item.worker != worker_id():
-                note += f" (by worker {item.worker})"
-            reporter.message(f"[{i + 1}/{len(outputs)}] {item.input}: {note}")
+def _single_output(src: Path, output: Path | None, fmt: str | None, default_fmt: str) -> tuple[Path, str]:
+    """(output file, format) of a single input: ``-o`` as the file, or a folder to put NAME.FORMAT in, or
+    NAME.FORMAT here."""
+    from human3d.batch import sanitize_stem
+    from human3d.io.meshes import format_from_path
 
-        if single or (spread.executor == "local" and spread.jobs == 1):
-            summary = run_batch(expanded, outputs, process, summary_path=summary_path, fmt=fmt,
-                                overwrite=overwrite, work_dir=work_dir, on_item=on_item, debug=debug,
-                                report=report and not single)
-        else:  # other processes or machines: a picklable task; progress arrives as messages
-            task = ReconstructTask(cfg, overwrite, preview=bool(previews))
-            summary = run_batch(expanded, outputs, task, summary_path=summary_path, fmt=fmt, overwrite=overwrite,
-                                work_dir=work_dir, on_item=on_item, debug=debug, report=report,
-                                executor_settings=spread, on_message=reporter.message)
+    if output is not None and output.is_dir():
+        fmt = fmt or default_fmt
+        return output / f"{sanitize_stem(src.stem)}.{fmt}", fmt
+    if output is not None:
+        return output, format_from_path(output, fmt)
+    fmt = fmt or default_fmt
+    return Path(f"{sanitize_stem(src.stem)}.{format_from_path(Path('x.' + fmt), fmt)}"), fmt
 
-    report_path = None if single or not report else summary_path.parent / "report.html"
-    if json_out:
-        data = summary.to_dict()
-        for item in data["items"]:
-            dst = Path(item["output"])
-            item.update(details.get(str(dst)) or {  # skipped (done before) or failed: what is on disk
-                "files": [str(p) for p in companion_files(dst, fmt) if p.exists()] if dst.exists() else [],
-                "preview": str(previews[dst]) if dst in previews and previews[dst].is_file() else None})
-        if report_path is not None:
-            data["report"] = str(report_path) if report_path.is_file() else None
-        print(json.dumps(data, indent=2))
-    if single:
+
+class _ItemRunner:
+    """Runs the batch for the command line: each input through a :class:`~human3d.pipeline.Reconstructor` here
+    (or a picklable task in other processes or machines), with progress and the details ``--json`` adds."""
+
+    def __init__(self, cfg, plan: _Plan, previews: dict[Path, Path], reporter: ProgressReporter, *,
+                 overwrite: bool, work_dir: Path | None) -> None:
+        self.cfg, self.plan, self.previews, self.reporter = cfg, plan, previews, reporter
+        self.overwrite, self.work_dir = overwrite, work_dir
+        self.details: dict[str, dict] = {}  # per output: what --json adds (files, preview, size of the mesh)
+
+    def process(self, src: Path, dst: Path, item_work: Path | None):
+        """One input here: its warnings, per-stage seconds and backends (the batch's ``ProcessFn``)."""
+        from human3d.io.previews import add_result_preview
+        from human3d.pipeline import Reconstructor
+
+        single, previews = self.plan.single, self.previews
+        self.reporter.start_item("" if single else src.name)
+        if dst in previews and previews[dst].exists() and not self.overwrite:
+            raise OutputExistsError(f"{previews[dst]} already exists; pass --overwrite to replace it")
+        work = self.work_dir if single else item_work
+        rec = Reconstructor(self.cfg, on_event=self.reporter.event)
+        res = rec.run(src, dst, work_dir=work, overwrite=self.overwrite)
+        if dst in previews:
+            add_result_preview(res, dst, previews[dst], overwrite=self.overwrite)
+        self.details[str(dst)] = _details(res, dst, self.plan.fmt, previews.get(dst), work)
+        return res.warnings, {k: round(v, 3) for k, v in res.timings.items()}, res.backends
+
+    def on_item(self, i: int, item) -> None:
+        from human3d.batch import worker_id
+
+        if self.plan.single:
+            return
+        note = {"ok": f"-> {item.output} ({item.seconds:.1f} s)", "skipped": f"skipped: {item.error}",
+                "failed": f"failed: {item.error}"}[item.status]
+        if item.worker and item.worker != worker_id():
+            note += f" (by worker {item.worker})"
+        self.reporter.message(f"[{i + 1}/{len(self.plan.outputs)}] {item.input}: {note}")
+
+    def run_all(self, spread, *, debug: bool, report: bool):
+        from human3d.batch import run_batch
+        from human3d.executors import ReconstructTask
+
+        plan = self.plan
+        common = {"summary_path": plan.summary_path, "fmt": plan.fmt, "overwrite": self.overwrite,
+                  "work_dir": self.work_dir, "on_item": self.on_item, "debug": debug}
+        if plan.single or (spread.executor == "local" and spread.jobs == 1):
+            return run_batch(plan.expanded, plan.outputs, self.process, report=report and not plan.single, **common)
+        # other processes or machines: a picklable task; progress arrives as messages
+        task = ReconstructTask(self.cfg, self.overwrite, preview=bool(self.previews))
+        return run_batch(plan.expanded, plan.outputs, task, report=report, executor_settings=spread,
+                         on_message=self.reporter.message, **common)
+
+
+def _json_summary(summary, details: dict[str, dict], previews: dict[Path, Path], fmt: str,
+                  report_path: Path | None) -> dict:
+    """``--json``: the summary, each item with its files, preview and mesh details (for an input computed
+    elsewhere, skipped or failed: what is on disk), and the report."""
+    from human3d.io.meshes import companion_files
+
+    data = summary.to_dict()
+    for item in data["items"]:
+        dst = Path(item["output"])
+        item.update(details.get(str(dst)) or {  # skipped (done before) or failed: what is on disk
+            "files": [str(p) for p in companion_files(dst, fmt) if p.exists()] if dst.exists() else [],
+            "preview": str(previews[dst]) if dst in previews and previews[dst].is_file() else None})
+    if report_path is not None:
+        data["report"] = str(report_path) if report_path.is_file() else None
+    return data
+
+
+def _finish(summary, plan: _Plan, report_path: Path | None, quiet: bool) -> None:
+    """The closing lines on stderr and the exit status: a single input's error or output, a batch's table."""
+    if plan.single:
         item = summary.items[0]
         if item.status == "failed":
             print(f"error: {item.error}", file=sys.stderr)
@@ -287,7 +364,7 @@ def run_reconstruct(
         return
     if not quiet:
         _print_table(summary)
-        print(f"summary: {summary_path}", file=sys.stderr)
+        print(f"summary: {plan.summary_path}", file=sys.stderr)
         if report_path is not None and report_path.is_file():
             print(f"report: {report_path}", file=sys.stderr)
     raise typer.Exit(summary.exit_code)

@@ -33,8 +33,10 @@ from human3d.io.digest import file_digest
 from human3d.types import TexturedMesh
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
-#: Failures that concern the whole setup (a stage, weights or backend missing), not one mesh: they stop the run.
-FATAL = ("StageNotAvailableError", "MissingWeightsError", "MissingBackendError", "UsageError")
+#: Failures that concern the whole setup (a stage, weights or backend missing or damaged, memory), not one mesh: they
+#: stop the run.
+FATAL = ("StageNotAvailableError", "MissingWeightsError", "CorruptWeightsError", "MissingBackendError", "UsageError",
+         "OutOfMemoryError")
 
 #: reconstruct(photo, output_mesh, work_dir) -> info (timings, backends, warnings); writes ``output_mesh``.
 ReconstructFn = Callable[[Path, Path, Path], dict[str, Any]]

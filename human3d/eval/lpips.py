@@ -132,15 +132,20 @@ def _to_tensor(image: np.ndarray, like: torch.Tensor) -> torch.Tensor:
 
 
 def _read_state(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from human3d.weights import LOAD_ERRORS, load_failure
 
-        return load_file(str(path))
-    if not allow_pickle:
+    if path.suffix != ".safetensors" and not allow_pickle:
         raise UsageError(f"{path} is a pickle checkpoint; pass --allow-pickle to load it (or convert it to "
                          "safetensors)")
-    # weights_only keeps torch's restricted unpickler: tensors and containers only
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        # weights_only keeps torch's restricted unpickler: tensors and containers only
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS as err:
+        raise load_failure(path, err, f"put an intact copy into {path.parent}") from err
 
 
 def _first(folder: Path, names: tuple[str, ...]) -> Path | None:

@@ -51,41 +51,60 @@ def _fail(path: Path, what: str, todo: str) -> BadInputError:
     return BadInputError(f"{path}: {what}; {todo}")
 
 
-def sniff_unsupported(path: Path, head: bytes) -> str | None:
-    """The name of a format we refuse, from the file's first bytes or its extension; None if not one of those."""
-    ext = path.suffix.lower()
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in HEIF_BRANDS or ext in (".heic", ".heif"):
-            return "HEIC/HEIF"
-        if brand == b"crx ":
-            return "Canon CR3 RAW"
-        if brand in VIDEO_BRANDS or ext in (".mp4", ".mov", ".m4v", ".3gp"):
-            return "a video (MP4/MOV), not a photo"
+#: (leading bytes, format) of files we refuse, recognised by their signature whatever their extension.
+REFUSED_SIGNATURES = (
+    (b"FUJIFILMCCD-RAW", "Fujifilm RAF RAW"),
+    (b"IIRO", "Olympus ORF RAW"), (b"IIRS", "Olympus ORF RAW"), (b"MMOR", "Olympus ORF RAW"),
+    (b"IIU\x00", "Panasonic RW2 RAW"),
+    (b"8BPS", "Photoshop PSD"),
+    (b"%PDF", "PDF"),
+    (b"\xff\x0a", "JPEG XL"), (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+)
+
+
+def _sniff_iso_media(head: bytes, ext: str) -> str | None:
+    """An ISO base-media file (``ftyp`` box): HEIC/HEIF, Canon CR3 or a video, by its brand or extension."""
+    if len(head) < 12 or head[4:8] != b"ftyp":
+        return None
+    brand = head[8:12]
+    if brand in HEIF_BRANDS or ext in (".heic", ".heif"):
+        return "HEIC/HEIF"
+    if brand == b"crx ":
+        return "Canon CR3 RAW"
+    if brand in VIDEO_BRANDS or ext in (".mp4", ".mov", ".m4v", ".3gp"):
+        return "a video (MP4/MOV), not a photo"
+    return None
+
+
+def _sniff_extension(ext: str) -> str | None:
+    """HEIC/HEIF or a camera RAW format, named by the file's extension alone."""
     if ext in (".heic", ".heif"):
         return "HEIC/HEIF"
     if ext in RAW_EXTENSIONS:
         return f"{RAW_EXTENSIONS[ext]} RAW"
-    if head.startswith(b"FUJIFILMCCD-RAW"):
-        return "Fujifilm RAF RAW"
-    if head[:4] in (b"IIRO", b"IIRS", b"MMOR"):
-        return "Olympus ORF RAW"
-    if head[:4] == b"IIU\x00":
-        return "Panasonic RW2 RAW"
+    return None
+
+
+def _sniff_signature(head: bytes) -> str | None:
+    """A refused format named by its leading bytes (:data:`REFUSED_SIGNATURES`, and Canon CR2's TIFF header)."""
     if head[:4] == b"II*\x00" and head[8:10] == b"CR":
         return "Canon CR2 RAW"
-    if head.startswith(b"8BPS"):
-        return "Photoshop PSD"
-    if head.startswith(b"%PDF"):
-        return "PDF"
-    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
-        return "JPEG XL"
+    return next((name for prefix, name in REFUSED_SIGNATURES if head.startswith(prefix)), None)
+
+
+def _sniff_svg(head: bytes, ext: str) -> str | None:
     if ext in (".svg", ".svgz"):
         return "SVG (vector graphics)"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in head.lower()):
         return "SVG (vector graphics)"
     return None
+
+
+def sniff_unsupported(path: Path, head: bytes) -> str | None:
+    """The name of a format we refuse, from the file's first bytes or its extension; None if not one of those."""
+    ext = path.suffix.lower()
+    return _sniff_iso_media(head, ext) or _sniff_extension(ext) or _sniff_signature(head) or _sniff_svg(head, ext)
 
 
 def _looks_like_text(head: bytes) -> bool:

@@ -4,21 +4,23 @@ layout (or one written by ``save_pretrained``), and swapping in a DRPose-tuned U
 PSHuman's ``model_index.json`` names classes from its own code (e.g. ``mvdiffusion...UNetMV2DConditionModel``) that
 do not exist here. Nothing named there is imported: each component is loaded by its *folder name* with the class
 this project uses for it (:data:`COMPONENTS`). Weights load from safetensors only, unless ``allow_pickle`` (pickle
-files can run code). A missing or unreadable file raises :class:`~human3d.errors.MissingWeightsError` naming it.
+files can run code). Failures are told apart by their type, never by their message text: a missing file raises
+:class:`~human3d.errors.MissingWeightsError`, a truncated or damaged one
+:class:`~human3d.errors.CorruptWeightsError` (both name it), and running out of GPU or RAM while loading
+:class:`~human3d.errors.OutOfMemoryError` (:func:`human3d.weights.memory_guard`), which never says to download anything.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from human3d.errors import MissingWeightsError
-from human3d.weights import check_safetensors_header
+from human3d.errors import CorruptWeightsError, MissingWeightsError, OutOfMemoryError
+from human3d.weights import LOAD_ERRORS, check_safetensors_header, first_line, load_failure
 
 log = logging.getLogger("human3d")
 
@@ -45,6 +47,10 @@ _FIX = "download them again (`human3d weights download pshuman`) or copy the com
 
 def _missing(path: Path, what: str = "is missing") -> MissingWeightsError:
     return MissingWeightsError(f"{path} {what}; {_FIX}")
+
+
+def _corrupt(path: Path, what: str) -> CorruptWeightsError:
+    return CorruptWeightsError(f"{path} {what}: the file is damaged or incomplete; {_FIX}")
 
 
 def _weight_file(folder: Path, stem: str, allow_pickle: bool) -> tuple[Path, str | None]:
@@ -74,7 +80,7 @@ def _check_weights(path: Path) -> None:
         try:
             shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
         except (OSError, ValueError, KeyError) as err:
-            raise _missing(path, f"is unreadable ({err})") from err
+            raise _corrupt(path, f"is not a readable shard index ({first_line(err)})") from err
         for shard in shards:
             if not (path.parent / shard).is_file():
                 raise _missing(path.parent / shard)
@@ -84,7 +90,7 @@ def _check_weights(path: Path) -> None:
     if path.suffix == ".safetensors":
         problem = check_safetensors_header(path)
         if problem:
-            raise MissingWeightsError(problem)
+            raise CorruptWeightsError(problem)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -93,7 +99,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise _missing(path, "is not valid JSON (corrupt or incomplete)") from err
+        raise _corrupt(path, "is not valid JSON") from err
 
 
 def _load_scheduler(folder: Path) -> Any:
@@ -116,7 +122,7 @@ def load_component(name: str, folder: Path, allow_pickle: bool = False, torch_dt
     from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
 
     from human3d.multiview.pipeline import ViewPromptEmbeddings
-    from human3d.multiview.unet_mv import UNetMV2DConditionModel
+    from human3d.multiview.unet_mv import UNetMV2DConditionModel, UnsupportedVariantError
 
     kind, stem = COMPONENTS[name]
     if kind == "scheduler":
@@ -152,31 +158,22 @@ def load_component(name: str, folder: Path, allow_pickle: bool = False, torch_dt
                                    low_cpu_mem_usage=True, torch_dtype=dtype)
     except MissingWeightsError:
         raise
-    except ValueError as err:
-        if "only PSHuman's released variant" in str(err):
-            raise MissingWeightsError(f"{config_path}: {err}") from err
-        raise _load_error(weights or config_path, err) from err
-    except (OSError, RuntimeError, KeyError, pickle.UnpicklingError) as err:
+    except UnsupportedVariantError as err:
+        raise MissingWeightsError(f"{config_path}: {err}") from err
+    except LOAD_ERRORS as err:
         raise _load_error(weights or config_path, err) from err
 
 
-def _load_error(path: Path, err: BaseException) -> MissingWeightsError:
-    """A file that did not load: a pickle the weights-only unpickler refused is not fixed by downloading again."""
-    chain, e = [], err
-    while e is not None and len(chain) < 10:  # diffusers re-raises the unpickler's refusal as a plain OSError
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    refused = any(isinstance(c, pickle.UnpicklingError) or "Weights only load failed" in str(c) for c in chain)
-    if ".safetensors" not in path.name and path.suffix != ".json" and refused:
-        return MissingWeightsError(
-            f"{path} holds Python objects besides tensors, which the weights-only loader refuses even with "
-            f"--allow-pickle (it could run code); use a safetensors file from a source you trust ({_first_line(err)})")
-    return MissingWeightsError(f"{path} could not be loaded ({_first_line(err)}); {_FIX}")
+def _load_error(path: Path, err: BaseException) -> MissingWeightsError | OutOfMemoryError:
+    return load_failure(path, err, _FIX)
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:300]}" if text else type(err).__name__
+def _load_tensors(path: Path) -> Any:
+    """A pickle of tensors through torch's weights-only unpickler (it refuses any other Python object)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS as err:
+        raise _load_error(path, err) from err
 
 
 def _pshuman_prompt_embeddings(root: Path, allow_pickle: bool) -> Any | None:
@@ -189,10 +186,7 @@ def _pshuman_prompt_embeddings(root: Path, allow_pickle: bool) -> Any | None:
                 return None
             from human3d.multiview.pipeline import ViewPromptEmbeddings
 
-            try:
-                normal, color = (torch.load(p, map_location="cpu", weights_only=True) for p in paths)
-            except Exception as err:  # a damaged pickle: report the file
-                raise MissingWeightsError(f"{folder} prompt embeddings could not be read ({_first_line(err)})") from err
+            normal, color = (_load_tensors(p) for p in paths)
             return ViewPromptEmbeddings.from_tensors(normal, color)
     return None
 

@@ -12,10 +12,7 @@ from any unit normal, which is what the masks are cut from (or rembg's u2net whe
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +59,10 @@ def load_pshuman_pipeline(cfg: MultiViewConfig, ctx: StageContext) -> Any:
     key = (str(folder), cfg.unet_path, cfg.allow_pickle, str(dtype), ctx.device, cfg.cpu_offload)
     if key not in _CACHE:
         _CACHE.clear()  # one model at a time: they are gigabytes
-        pipe = load_pipeline(folder, unet_path=cfg.unet_path, allow_pickle=cfg.allow_pickle, torch_dtype=dtype)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.enable_memory_savings(ctx.device, cpu_offload=cfg.cpu_offload)
+        with weights.memory_guard(f"loading the PSHuman model onto {ctx.device}"):
+            pipe = load_pipeline(folder, unet_path=cfg.unet_path, allow_pickle=cfg.allow_pickle, torch_dtype=dtype)
+            pipe.set_progress_bar_config(disable=True)
+            pipe.enable_memory_savings(ctx.device, cpu_offload=cfg.cpu_offload)
         _CACHE[key] = pipe
     return _CACHE[key]
 
@@ -82,12 +80,15 @@ def generate_pshuman_views(
                  "at 768x768 with 40 steps; use a CUDA GPU (--device cuda) for practical speed")
     pipe = pipeline if pipeline is not None else load_pshuman_pipeline(cfg, ctx)
     ctx.progress(0.0, "PSHuman multi-view diffusion")
-    out = pipe(
-        framed.rgb, framed.face_rgb if pipe.face_view_index is not None else None,
-        num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale, seed=ctx.seed,
-        resolution=cfg.resolution,
-        step_callback=lambda i, n: ctx.progress(0.95 * i / n, f"denoising step {i}/{n}"),
-    )
+    from human3d.weights import memory_guard
+
+    with memory_guard(f"running the PSHuman model on {ctx.device} at {cfg.resolution} px"):
+        out = pipe(
+            framed.rgb, framed.face_rgb if pipe.face_view_index is not None else None,
+            num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale, seed=ctx.seed,
+            resolution=cfg.resolution,
+            step_callback=lambda i, n: ctx.progress(0.95 * i / n, f"denoising step {i}/{n}"),
+        )
     ctx.progress(0.97, "masks and normals")
     view = views_to_multiview(out.normals, out.colors, out.view_names, framed, cfg, ctx,
                               face_view_index=pipe.face_view_index, front_view_index=pipe.front_view_index)
@@ -100,39 +101,38 @@ def background_masks(normals_rgb: np.ndarray) -> np.ndarray:
     return np.linalg.norm(normals_rgb.astype(np.float32) * 2.0 - 1.0, axis=-1) < BACKGROUND_NORM
 
 
-@contextlib.contextmanager
-def _u2net_home(folder: Path) -> Iterator[None]:
-    """rembg finds its model through $U2NET_HOME: point it at our weights folder for the duration only."""
-    old = os.environ.get("U2NET_HOME")
-    os.environ["U2NET_HOME"] = str(folder)
+def choose_mask_method(cfg: MultiViewConfig, weights_dir: Path | None) -> tuple[str, str]:
+    """(method, why) for ``cfg.mask_method``: asked-for rembg without its package or model file is an error that
+    names what is missing; auto takes rembg when both are there, else the normal maps' background (and says so)."""
+    from human3d.errors import MissingWeightsError
+    from human3d.segment.rembg import import_rembg, model_file
+
+    if cfg.mask_method not in ("auto", "normals", "rembg"):
+        raise UsageError(f"unknown mask method {cfg.mask_method!r}; use auto, normals or rembg")
+    if cfg.mask_method == "normals":
+        return "normals", "asked for"
     try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("U2NET_HOME", None)
-        else:
-            os.environ["U2NET_HOME"] = old
+        import_rembg()
+        model_file("u2net", weights_dir)
+    except (MissingBackendError, MissingWeightsError) as err:
+        if cfg.mask_method == "rembg":
+            raise type(err)(f"--mv-masks rembg: {err}; or use --mv-masks normals") from err
+        return "normals", f"rembg is not usable: {err}"
+    return "rembg", "asked for" if cfg.mask_method == "rembg" else "rembg and its u2net model are installed"
 
 
-def rembg_masks(images: np.ndarray, weights_dir: Path | None) -> np.ndarray | None:
-    """(V, R, R, 3) images in [0, 1] -> (V, R, R) bool masks from rembg's u2net, or None when unavailable."""
-    from human3d import weights
-
-    folder = weights.locate("u2net", weights_dir)
-    if folder is None:
-        return None
-    try:
-        from rembg import new_session, remove
-    except ImportError:
-        return None
+def rembg_masks(images: np.ndarray, weights_dir: Path | None, device: str = "cpu") -> np.ndarray:
+    """(V, R, R, 3) images in [0, 1] -> (V, R, R) bool masks from rembg's u2net (the local file, no download)."""
     from PIL import Image
 
-    with _u2net_home(folder):
-        session = new_session("u2net")
-        masks = []
-        for image in images:
-            pil = Image.fromarray(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8))
-            masks.append(np.asarray(remove(pil, session=session, only_mask=True)) > 127)
+    from human3d.segment.rembg import import_rembg, model_file, rembg_session
+
+    rembg = import_rembg()
+    session = rembg_session(rembg, "u2net", model_file("u2net", weights_dir), device)
+    masks = []
+    for image in images:
+        pil = Image.fromarray(np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        masks.append(np.asarray(rembg.remove(pil, session=session, only_mask=True)) > 127)
     return np.stack(masks)
 
 
@@ -148,23 +148,18 @@ def views_to_multiview(
 ) -> MultiView:
     """The pipeline's (V, R, R, 3) normal maps and colours -> :class:`MultiView` in the canonical frame.
 
-    Masks: the front view's is the input silhouette (its colour *is* the input); the others come from rembg when
-    ``cfg.mask_method`` allows it and u2net is present, else from the normal maps' white background.
+    Masks: the front view's is the input silhouette (its colour *is* the input); the others come from
+    :func:`choose_mask_method`'s choice: rembg's u2net, or the normal maps' white background.
     Weights: PSHuman's carving weights per body view, ``cfg.face_view_weight`` for the face view (its normals are
     already pasted into the front view, so PSHuman does not use it again).
     """
     from PIL import Image
 
-    if cfg.mask_method not in ("auto", "normals", "rembg"):
-        raise UsageError(f"unknown mask method {cfg.mask_method!r}; use auto, normals or rembg")
-    masks = None
-    if cfg.mask_method in ("auto", "rembg"):
-        masks = rembg_masks(normals_rgb, ctx.weights_dir)
-        if masks is None and cfg.mask_method == "rembg":
-            raise MissingBackendError("--mv-masks rembg needs the rembg package and weights/rembg/u2net.onnx; "
-                                      "use --mv-masks normals")
-    if masks is None:
-        masks = background_masks(normals_rgb)
+    method, why = choose_mask_method(cfg, ctx.weights_dir)
+    log.info("multi-view masks: %s (%s)", method, why)
+    ctx.progress(0.98, f"masks of the generated views: {method} ({why})")
+    masks = rembg_masks(normals_rgb, ctx.weights_dir, ctx.device) if method == "rembg" \
+        else background_masks(normals_rgb)
     size = normals_rgb.shape[1]
     front_mask = framed.mask
     if front_mask.shape[0] != size:

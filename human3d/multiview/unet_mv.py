@@ -57,6 +57,10 @@ PSHUMAN_SUPPORTED_FLAGS: dict[str, Any] = {
 }
 
 #: PSHuman config keys that do not change the model it builds for the supported flags.
+class UnsupportedVariantError(ValueError):
+    """A PSHuman UNet config switches on a variant this implementation does not have."""
+
+
 PSHUMAN_INERT_KEYS = ("sparse_mv_attention", "num_regress_blocks", "projection_camera_embeddings_input_dim")
 
 
@@ -64,8 +68,8 @@ def translate_pshuman_unet_config(config: dict[str, Any]) -> dict[str, Any]:
     """A PSHuman ``UNetMV2DConditionModel`` config -> the config of :class:`UNetMV2DConditionModel` here.
 
     Block class names are mapped onto diffusers' blocks, PSHuman's switches are checked against the one variant
-    implemented (raises ``ValueError`` naming the switch otherwise) and dropped, and the face view is PSHuman's last
-    view. A config already in our form passes through unchanged.
+    implemented (raises :class:`UnsupportedVariantError`, a ``ValueError``, naming the switch otherwise) and
+    dropped, and the face view is PSHuman's last view. A config already in our form passes through unchanged.
     """
     config = dict(config)
     for key in ("down_block_types", "up_block_types"):
@@ -77,7 +81,7 @@ def translate_pshuman_unet_config(config: dict[str, Any]) -> dict[str, Any]:
     for key in foreign:
         value = config.pop(key)
         if value != PSHUMAN_SUPPORTED_FLAGS[key]:
-            raise ValueError(
+            raise UnsupportedVariantError(
                 f"the UNet config sets {key}={value!r}; only PSHuman's released variant "
                 f"({key}={PSHUMAN_SUPPORTED_FLAGS[key]!r}) is implemented"
             )

@@ -38,6 +38,9 @@ def get_rasterizer(name: str = "auto", device: str | torch.device = "cpu") -> Ra
         if name == "torch":
             log.warning("renderer 'auto' fell back to the pure-torch rasterizer (%s); it is correct but slower",
                         "nvdiffrast is not installed" if on_cuda else "open3d does not import")
+        else:
+            log.info("renderer 'auto': %s (%s)", name, "CUDA device, nvdiffrast installed" if on_cuda
+                     else "CPU device, open3d imports")
     if name == "nvdiffrast":
         return NvdiffrastRasterizer(device)
     if name == "open3d":

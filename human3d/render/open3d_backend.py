@@ -8,6 +8,7 @@ by :class:`~human3d.render.base.Rasterizer`, so gradients are the same as with t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,16 @@ def open3d_available() -> bool:
     except Exception:  # open3d fails with OSError when a system library (libusb) is missing
         return False
     return True
+
+
+def import_open3d(purpose: str) -> Any:
+    """The open3d module, or :class:`MissingBackendError` saying that ``purpose`` needs it and how to install it."""
+    try:
+        import open3d
+    except Exception as err:  # ImportError, or OSError for a missing system library (libusb)
+        raise MissingBackendError(f"{purpose} needs open3d, which does not import ({type(err).__name__}: {err}); "
+                                  "pip install open3d==0.20.0 (on Debian also apt-get install libusb-1.0-0)") from err
+    return open3d
 
 
 class Open3DRasterizer(Rasterizer):

@@ -37,6 +37,18 @@ def choose_backend(image: LoadedImage, cfg: SegmentConfig) -> tuple[str, str]:
     return "mediapipe", problem
 
 
+def _rembg_instead_of_mediapipe(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext,
+                                 err: MissingBackendError) -> RawMask:
+    """auto without mediapipe: rembg, the other choice that needs no network, if the user has it and its model.
+    Said aloud (a warning in the result), since the masks then come from another model."""
+    try:
+        raw = _run("rembg", image, cfg, ctx)
+    except Human3DError as rembg_err:
+        raise MissingBackendError(f"no segmentation backend is available: {err}; rembg: {rembg_err}") from err
+    ctx.warn(f"segmentation backend: rembg instead of mediapipe, which is not available: {err}")
+    return raw
+
+
 def segment_person(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) -> Cutout:
     """Separate the person from the background.
 
@@ -54,12 +66,8 @@ def segment_person(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) ->
         raw = _run(backend, image, cfg, ctx)
     except MissingBackendError as err:
         if cfg.backend != "auto" or backend != "mediapipe":
-            raise
-        # auto without mediapipe: rembg is the other embedded-free choice, if the user has it and its model.
-        try:
-            raw = _run("rembg", image, cfg, ctx)
-        except Human3DError as rembg_err:
-            raise MissingBackendError(f"no segmentation backend is available: {err}; rembg: {rembg_err}") from err
+            raise  # asked for by name (or a mask file): its own error, with what to install
+        raw = _rembg_instead_of_mediapipe(image, cfg, ctx, err)
     source = image.source or "the input"
     mask = raw.probability > cfg.threshold
     cleaned = clean_mask(mask, max_hole_fraction=cfg.max_hole_fraction)

@@ -15,9 +15,10 @@ from PIL import Image
 from human3d import weights
 from human3d.config import SegmentConfig
 from human3d.context import StageContext
-from human3d.errors import MissingBackendError, MissingWeightsError, UsageError
+from human3d.errors import CorruptWeightsError, MissingBackendError, MissingWeightsError, UsageError
 from human3d.segment.base import RawMask
 from human3d.types import LoadedImage
+from human3d.weights import first_line, memory_guard
 
 #: rembg model name -> the rembg session that runs a local file of that architecture.
 CUSTOM_SESSIONS = {
@@ -61,17 +62,30 @@ def _providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def rembg_session(rembg: Any, name: str, path: Path, device: str) -> Any:
+    """rembg's session on the local model file; onnxruntime's errors told apart by type (its messages are long)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    try:
+        return rembg.new_session(CUSTOM_SESSIONS[name], model_path=str(path), providers=_providers(device))
+    except (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.NoModel) as err:
+        raise CorruptWeightsError(f"{path} is not a readable ONNX model ({type(err).__name__}): the file is damaged "
+                                  f"or incomplete; download {path.name} again from rembg's model releases into "
+                                  f"{path.parent}") from err
+    except ort_errors.NoSuchFile as err:
+        raise MissingWeightsError(f"{path} is missing; put {path.name} into {path.parent}") from err
+    except (ort_errors.Fail, ort_errors.RuntimeException, ort_errors.EPFail) as err:
+        raise MissingWeightsError(f"{path} could not be loaded by onnxruntime ({first_line(err)[:200]}); it is not "
+                                  f"the {name} model rembg expects: use rembg's release of {path.name}") from err
+
+
 def segment(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) -> RawMask:
     """(H, W) foreground probability from rembg's model (salient object, normalised to [0, 1] by rembg)."""
     rembg = import_rembg()
     path = model_file(cfg.rembg_model, ctx.weights_dir)
     ctx.progress(0.2, f"rembg {cfg.rembg_model} ({path})")
-    try:
-        session = rembg.new_session(CUSTOM_SESSIONS[cfg.rembg_model], model_path=str(path),
-                                    providers=_providers(ctx.device))
-    except Exception as err:  # onnxruntime's errors for a damaged file are long; one line says what to do
-        raise MissingWeightsError(f"{path} could not be loaded by onnxruntime ({type(err).__name__}); "
-                                  "the file is corrupt or not an ONNX model: download it again") from err
-    masks = session.predict(Image.fromarray(image.rgb))
+    with memory_guard(f"loading and running rembg's {cfg.rembg_model}"):
+        session = rembg_session(rembg, cfg.rembg_model, path, ctx.device)
+        masks = session.predict(Image.fromarray(image.rgb))
     prob = np.asarray(masks[0].convert("L").resize(image.size, Image.Resampling.BILINEAR), np.float32) / 255.0
     return RawMask(prob, "rembg", detail=f"rembg {cfg.rembg_model}")

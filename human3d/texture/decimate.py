@@ -12,12 +12,17 @@ MIN_FACES = 100
 
 
 def check_face_options(faces: int | None, normal_map: bool) -> None:
-    """Refuse a triangle count that is not an integer >= MIN_FACES, and a normal map without decimation."""
+    """Refuse a triangle count that is not an integer >= MIN_FACES, a normal map without decimation, and
+    decimation without open3d (:class:`~human3d.errors.MissingBackendError`)."""
     if faces is not None and (isinstance(faces, bool) or not isinstance(faces, (int, np.integer))
                               or faces < MIN_FACES):
         raise UsageError(f"--faces must be a whole number of at least {MIN_FACES} triangles (got {faces})")
     if normal_map and faces is None:
         raise UsageError("--normal-map bakes the full mesh's detail into a decimated one: give --faces N too")
+    if faces is not None:  # asked for: refused before any work when its backend is absent
+        from human3d.render.open3d_backend import import_open3d
+
+        import_open3d("--faces (quadric decimation)")
 
 
 def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray, str | None]:
@@ -28,8 +33,11 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target: int) -> tuple[np.n
     first split at edge midpoints (the shape is unchanged, no detail is added) so the count can still be met; the
     note says so, and says when the result is not edge- and vertex-manifold (open3d does not guarantee it).
     """
-    import open3d as o3d
     import trimesh
+
+    from human3d.render.open3d_backend import import_open3d
+
+    o3d = import_open3d("--faces (quadric decimation)")
 
     v, f = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
     note = None

@@ -24,7 +24,9 @@ def normals_on_surface(vertices: np.ndarray, faces: np.ndarray, normals: np.ndar
                        directions: np.ndarray, max_distance: float) -> np.ndarray:
     """(K, 3) unit normals of the mesh (vertices, faces, per-vertex ``normals``) where rays from ``points`` along
     +-``directions`` first meet it (nearer side, within ``max_distance``), else at the closest point."""
-    import open3d as o3d
+    from human3d.render.open3d_backend import import_open3d
+
+    o3d = import_open3d("--normal-map (ray casting onto the full mesh)")
 
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.asarray(vertices, np.float32)),

@@ -15,12 +15,14 @@ the framed image, +Y up, the subject facing +Z), named by SMPL-X (or Anny) joint
   :func:`encode_render_folder` turns them into ``latents`` with the pipeline's VAE.
 
 **DRPose dataset** (``human3d train drpose --data DIR``): per sample ``NAME.png`` (the framed cutout: the person on
-white in the canonical canvas, square; any size, resized to the model's) and ``NAME.json``::
+white in the canonical canvas, square; any size, resized to the model's; :func:`frame_image` makes it from an image
+and a mask with inference's own framing) and ``NAME.json``::
 
     {"joint_names": [...], "joints": [[x, y, z], ...], "face": "NAME_face.png" (optional),
      "smplx": {...} (optional, kept for reference), "source": "..." (optional)}
 
-Without ``face`` the face view's condition is the canvas's face box (:func:`human3d.cameras.face_box`) upscaled.
+Without ``face`` the face view's condition is the canvas's face box (:func:`human3d.cameras.face_box`) upscaled;
+inference (and :func:`frame_image`) renders it from the photo instead, so give ``face`` where the photo exists.
 
 **DRPose15K sampling** (:func:`sample_drpose_poses`): farthest point sampling over all frames of a set of motion
 sequences (SMPL-X parameters per frame; distance between root-aligned joint positions), then each sampled frame's
@@ -41,8 +43,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from human3d.errors import BadInputError, UsageError
+from human3d.errors import BadInputError, InternalError, UsageError
 from human3d.train.skeleton import select_skeleton_joints
+from human3d.types import Cutout, Framed
 
 # ------------------------------------------------------------------------------------------------------------------
 # g_skel dataset
@@ -328,21 +331,20 @@ class VideoModelOutput:
 
 def frame_pose(mask: np.ndarray, joints_2d: np.ndarray, joints_3d: np.ndarray, resolution: int
                ) -> tuple[tuple[float, float, float], np.ndarray]:
-    """The crop of DESIGN.md §3 (mask bounding box, long side CROP_SIZE/CANVAS_SIZE of R, centred) and the joints
+    """The crop inference makes of a photo (:func:`human3d.frame.canvas_transform` of the mask's bounding box with
+    the default :class:`~human3d.config.FrameConfig`: long side CROP_SIZE/CANVAS_SIZE of R, centred) and the joints
     in the canonical frame of the framed image -> ((scale, ox, oy): canvas = image * scale + (ox, oy), (J, 3)).
 
     x, y come from the 2D joints through the crop; z from the 3D joints' depth relative to their mean, in the
     same canonical units (weak perspective: the 3D->2D scale is fitted by least squares).
     """
-    from human3d.cameras import CANVAS_SIZE, CROP_SIZE
+    from human3d.config import FrameConfig
+    from human3d.frame import canvas_transform
+    from human3d.segment.clean import mask_bbox
 
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    if not np.asarray(mask).any():
         raise BadInputError("a video frame's person mask is empty")
-    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
-    scale = resolution * CROP_SIZE / CANVAS_SIZE / max(x1 - x0, y1 - y0)
-    ox = resolution / 2 - (x0 + x1) / 2 * scale
-    oy = resolution / 2 - (y0 + y1) / 2 * scale
+    scale, (ox, oy) = canvas_transform(mask_bbox(np.asarray(mask, bool)), resolution, FrameConfig().crop_size)
     uv = np.asarray(joints_2d, dtype=np.float64) * scale + [ox, oy]
     xy = np.stack([2 * uv[:, 0] / resolution - 1, 1 - 2 * uv[:, 1] / resolution], -1)
     p = np.asarray(joints_3d, dtype=np.float64)
@@ -353,20 +355,36 @@ def frame_pose(mask: np.ndarray, joints_2d: np.ndarray, joints_3d: np.ndarray, r
     return (float(scale), float(ox), float(oy)), np.concatenate([xy, z[:, None]], -1).astype(np.float32)
 
 
+def frame_image(rgb: np.ndarray, mask: np.ndarray, resolution: int) -> Framed:
+    """(H, W, 3) uint8 image + (H, W) bool person mask -> the :class:`~human3d.types.Framed` canvas and face view,
+    made by inference's own frame stage (:func:`human3d.frame.frame_cutout`: premultiplied Lanczos on white) with
+    the default :class:`~human3d.config.FrameConfig` at ``resolution``, so training sees what inference sees."""
+    from human3d.config import FrameConfig
+    from human3d.context import StageContext
+    from human3d.frame import frame_cutout
+    from human3d.segment.clean import mask_bbox
+
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        raise BadInputError("a video frame's person mask is empty")
+    cutout = Cutout(rgb=np.ascontiguousarray(rgb, np.uint8), mask=mask, bbox=mask_bbox(mask), backend="given")
+    return frame_cutout(cutout, FrameConfig(resolution=resolution), StageContext())
+
+
 def import_video_model_output(output: VideoModelOutput, folder: str | Path, name: str, resolution: int = 768
                               ) -> list[Path]:
-    """Frame every frame (person on white, canonical canvas) and write DRPose samples ``NAME_000.png/json``...;
-    returns the JSON paths."""
+    """Frame every frame as inference frames a photo (:func:`frame_image`) and write DRPose samples
+    ``NAME_000.png/json`` with their face views ``NAME_000_face.png``...; returns the JSON paths."""
     paths = []
+    folder = Path(folder)
     for i, (frame, mask) in enumerate(zip(output.frames, output.masks)):
+        framed = frame_image(frame, mask, resolution)
         (scale, ox, oy), joints = frame_pose(mask, output.joints_2d[i], output.joints_3d[i], resolution)
-        rgba = np.concatenate([np.asarray(frame, np.uint8), (np.asarray(mask, bool) * 255).astype(np.uint8)[..., None]],
-                              -1)
-        # canvas = image * scale + offset: PIL's affine maps output pixels back to input pixels
-        im = Image.fromarray(rgba, "RGBA").transform(
-            (resolution, resolution), Image.AFFINE, (1 / scale, 0, -ox / scale, 0, 1 / scale, -oy / scale),
-            resample=Image.BILINEAR)
-        canvas = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im).convert("RGB")
-        paths.append(write_pose_sample(folder, f"{name}_{i:03d}", canvas, joints, output.joint_names,
-                                       {"source": "video model"}))
+        if (scale, (ox, oy)) != (framed.scale, framed.offset):
+            raise InternalError("the joints and the image of a video frame were framed differently")
+        stem = f"{name}_{i:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(framed.face_rgb).save(folder / f"{stem}_face.png")
+        paths.append(write_pose_sample(folder, stem, framed.rgb, joints, output.joint_names,
+                                       {"source": "video model", "face": f"{stem}_face.png"}))
     return paths

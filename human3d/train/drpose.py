@@ -424,14 +424,71 @@ def train_drpose(
     if len(dataset) == 0:
         raise UsageError("the DRPose dataset is empty; see human3d.train.data for its format")
     views, cameras, flipped = reward_views_of(pipe)
+    sigma = check_gskel(g_skel, pipe, cfg.sigma)
+    schedule_bounds(cfg.num_steps, cfg.train_steps, cfg.max_early_stop)
+    unet, reference = _prepare_unet(pipe, cfg, device)
+    if distance is None:
+        distance = load_skeleton_distance(cfg.use_lpips, cfg.lpips_weights)
+    run = _Run(pipe, unet, reference, PoseScore(g_skel.to(device), distance.to(device), cameras, flipped, sigma),
+               views, cfg, device, _autocast_for(cfg, device), list(_trainable(unet).values()))
+    optimizer = torch.optim.AdamW(run.params, lr=cfg.learning_rate)
+
+    ckpt = out / "checkpoint"
+    start = load_checkpoint(ckpt, unet, optimizer) if (ckpt / "state.json").is_file() else 0
+    if start:
+        log.info("resuming DRPose from update %d", start)
+    (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "sigma": sigma}, indent=2, default=str))
+    log_path = out / "log.csv"
+    new_log = start == 0 or not log_path.is_file()
+    with log_path.open("w" if new_log else "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new_log:
+            writer.writerow(LOG_FIELDS)
+        for step in range(start + 1, cfg.iterations + 1):
+            totals, infos = _update(run, dataset, optimizer, step)
+            writer.writerow(_log_row(step, totals, infos))
+            fh.flush()
+            if progress is not None:
+                progress(step, totals)
+            if step % cfg.save_every == 0 or step == cfg.iterations:
+                save_checkpoint(ckpt, step, unet, optimizer)
+    unet.eval()
+    return save_unet_folder(unet, out / "unet")
+
+
+@dataclass
+class _Run:
+    """What every update of one DRPose run uses."""
+
+    pipe: Any
+    unet: nn.Module
+    reference: Callable[[], contextlib.AbstractContextManager[nn.Module]]
+    reward: PoseScore
+    views: list[int]
+    cfg: DRPoseConfig
+    device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+    params: list[nn.Parameter]
+    """The trainable parameters (what the optimizer updates and the gradient clipping sees)."""
+
+    @property
+    def latent_res(self) -> int:
+        return self.pipe.default_resolution // self.pipe.vae_scale_factor
+
+
+def _autocast_for(cfg: DRPoseConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """The UNet's autocast context: bf16 when asked (auto: on CUDA), else none."""
     precision = cfg.mixed_precision
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "no"
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" \
-        else contextlib.nullcontext
-    sigma = check_gskel(g_skel, pipe, cfg.sigma)
-    schedule_bounds(cfg.num_steps, cfg.train_steps, cfg.max_early_stop)
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
 
+
+def _prepare_unet(pipe: Any, cfg: DRPoseConfig, device: torch.device
+                  ) -> tuple[nn.Module, Callable[[], contextlib.AbstractContextManager[nn.Module]]]:
+    """The pipeline on ``device``, its UNet trainable (LoRA or all weights), and the frozen reference of it."""
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     unet = pipe.unet
@@ -443,59 +500,45 @@ def train_drpose(
     reference = make_reference(unet)
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    if distance is None:
-        distance = load_skeleton_distance(cfg.use_lpips, cfg.lpips_weights)
-    reward = PoseScore(g_skel.to(device), distance.to(device), cameras, flipped, sigma)
-    params = list(_trainable(unet).values())
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    return unet, reference
 
-    ckpt = out / "checkpoint"
-    start = load_checkpoint(ckpt, unet, optimizer) if (ckpt / "state.json").is_file() else 0
-    if start:
-        log.info("resuming DRPose from update %d", start)
-    (out / "train_config.json").write_text(json.dumps({**asdict(cfg), "sigma": sigma}, indent=2, default=str))
-    latent_res = pipe.default_resolution // pipe.vae_scale_factor
+
+def _update(run: _Run, dataset: torch.utils.data.Dataset, optimizer: torch.optim.Optimizer, step: int
+            ) -> tuple[dict[str, float], list[StepInfo]]:
+    """One optimizer update over ``batch_size x gradient_accumulation`` samples (seeded by ``step``): the mean
+    loss, reward and KL, and each sample's schedule."""
+    cfg = run.cfg
+    rng = random.Random(cfg.seed * 1_000_003 + step)
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     per_update = cfg.batch_size * cfg.gradient_accumulation
-    log_path = out / "log.csv"
-    new_log = start == 0 or not log_path.is_file()
-    with log_path.open("w" if new_log else "a", newline="") as fh:
-        writer = csv.writer(fh)
-        if new_log:
-            writer.writerow(LOG_FIELDS)
-        for step in range(start + 1, cfg.iterations + 1):
-            rng = random.Random(cfg.seed * 1_000_003 + step)
-            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            optimizer.zero_grad(set_to_none=True)
-            totals = {"loss": 0.0, "reward": 0.0, "kl": 0.0}
-            infos: list[StepInfo] = []
-            for _ in range(per_update):
-                sample = dataset[rng.randrange(len(dataset))]
-                cond = _conditions(pipe, sample, cfg, generator)
-                target = reward.targets(sample.joints[None].to(device), sample.joint_names, latent_res)
-                schedule = sample_schedule(rng, cfg.num_steps, cfg.train_steps, cfg.max_early_stop)
-                noise = torch.randn(_latent_shape(unet, latent_res), generator=generator)
-                terms = drpose_loss(pipe, unet, reference, reward, cond, target, views, cfg, schedule, noise,
-                                    autocast)
-                if terms.loss.requires_grad:  # no training step at or above t_min: nothing to learn from
-                    (terms.loss / per_update).backward()
-                totals["loss"] += float(terms.loss.detach()) / per_update
-                totals["reward"] += float(terms.reward.detach()) / per_update
-                totals["kl"] += float(terms.kl.detach()) / per_update
-                infos.append(terms.info)
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            writer.writerow([step, f"{totals['loss']:.6f}", f"{totals['reward']:.6f}", f"{totals['kl']:.8f}",
-                             " ".join(str(i.t_min) for i in infos),
-                             " ".join("/".join(map(str, i.t_train)) for i in infos),
-                             " ".join(str(len(i.grad_steps)) for i in infos)])
-            fh.flush()
-            if progress is not None:
-                progress(step, totals)
-            if step % cfg.save_every == 0 or step == cfg.iterations:
-                save_checkpoint(ckpt, step, unet, optimizer)
-    unet.eval()
-    return save_unet_folder(unet, out / "unet")
+    optimizer.zero_grad(set_to_none=True)
+    totals = {"loss": 0.0, "reward": 0.0, "kl": 0.0}
+    infos: list[StepInfo] = []
+    for _ in range(per_update):
+        sample = dataset[rng.randrange(len(dataset))]
+        cond = _conditions(run.pipe, sample, cfg, generator)
+        target = run.reward.targets(sample.joints[None].to(run.device), sample.joint_names, run.latent_res)
+        schedule = sample_schedule(rng, cfg.num_steps, cfg.train_steps, cfg.max_early_stop)
+        noise = torch.randn(_latent_shape(run.unet, run.latent_res), generator=generator)
+        terms = drpose_loss(run.pipe, run.unet, run.reference, run.reward, cond, target, run.views, cfg, schedule,
+                            noise, run.autocast)
+        if terms.loss.requires_grad:  # no training step at or above t_min: nothing to learn from
+            (terms.loss / per_update).backward()
+        for key, value in (("loss", terms.loss), ("reward", terms.reward), ("kl", terms.kl)):
+            totals[key] += float(value.detach()) / per_update
+        infos.append(terms.info)
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm)
+    optimizer.step()
+    return totals, infos
+
+
+def _log_row(step: int, totals: dict[str, float], infos: Sequence[StepInfo]) -> list[Any]:
+    """One ``log.csv`` row in :data:`LOG_FIELDS` order."""
+    return [step, f"{totals['loss']:.6f}", f"{totals['reward']:.6f}", f"{totals['kl']:.8f}",
+            " ".join(str(i.t_min) for i in infos),
+            " ".join("/".join(map(str, i.t_train)) for i in infos),
+            " ".join(str(len(i.grad_steps)) for i in infos)]
 
 
 def _conditions(pipe: Any, sample: Any, cfg: DRPoseConfig, generator: torch.Generator) -> Any:

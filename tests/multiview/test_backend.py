@@ -106,3 +106,81 @@ def test_prior_backend_absent_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr("human3d.weights._hf_cache_folder", lambda asset: None)
     with pytest.raises(StageNotAvailableError, match="prior"):
         generate_views(_framed(), None, MultiViewConfig(backend="auto"), StageContext(weights_dir=tmp_path))
+
+
+# -- the generated views' masks: rembg asked for -> its error; auto -> which one and why, logged -------------------
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch):
+    monkeypatch.delenv("HUMAN3D_WEIGHTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "w"
+
+
+def _fake_rembg(monkeypatch, weights, mask: np.ndarray) -> list:
+    import sys
+    import types
+
+    from PIL import Image
+
+    (weights / "rembg").mkdir(parents=True, exist_ok=True)
+    (weights / "rembg" / "u2net.onnx").write_bytes(b"model")
+    calls: list = []
+
+    def new_session(name, **kwargs):
+        calls.append((name, kwargs["model_path"]))
+        return "session"
+
+    def remove(image, session, only_mask):
+        assert session == "session" and only_mask
+        return Image.fromarray(mask.astype(np.uint8) * 255)
+
+    monkeypatch.setitem(sys.modules, "rembg", types.SimpleNamespace(new_session=new_session, remove=remove))
+    return calls
+
+
+def _views(cfg, ctx):
+    maps = np.ones((NUM_VIEWS, RES, RES, 3), np.float32)  # all background for the normals method
+    return views_to_multiview(maps, np.full_like(maps, 0.5), ["front", "right", "back", "face"], _framed(), cfg, ctx,
+                              face_view_index=3)
+
+
+def test_auto_masks_without_rembg_are_the_normals_and_say_why(no_weights, monkeypatch, caplog):
+    import logging
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rembg", None)
+    messages = []
+    with caplog.at_level(logging.INFO, logger="human3d"):
+        view = _views(MultiViewConfig(), StageContext(weights_dir=no_weights,
+                                                      progress_fn=lambda s, f, m: messages.append(m)))
+    assert not view.masks[1].any()  # the white background everywhere
+    said = [r.getMessage() for r in caplog.records if "multi-view masks" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("multi-view masks: normals (rembg is not usable") and "pip" in said[0]
+    assert any("masks of the generated views: normals" in m for m in messages)
+
+
+def test_auto_masks_with_rembg_and_its_model_use_the_local_file(no_weights, monkeypatch, caplog):
+    import logging
+
+    blob = np.zeros((RES, RES), bool)
+    blob[10:50, 20:40] = True
+    calls = _fake_rembg(monkeypatch, no_weights, blob)
+    with caplog.at_level(logging.INFO, logger="human3d"):
+        view = _views(MultiViewConfig(), StageContext(weights_dir=no_weights))
+    assert calls == [("u2net_custom", str(no_weights / "rembg" / "u2net.onnx"))]
+    np.testing.assert_array_equal(view.masks[1], blob)
+    assert any("multi-view masks: rembg (rembg and its u2net model" in r.getMessage() for r in caplog.records)
+
+
+def test_asked_for_rembg_masks_without_rembg_or_its_model_is_an_error(no_weights, monkeypatch):
+    import sys
+
+    from human3d.errors import MissingBackendError
+
+    with pytest.raises(MissingWeightsError, match="--mv-masks rembg: .*u2net.onnx"):
+        _fake_rembg(monkeypatch, no_weights, np.zeros((RES, RES), bool))
+        (no_weights / "rembg" / "u2net.onnx").unlink()
+        _views(MultiViewConfig(mask_method="rembg"), StageContext(weights_dir=no_weights))
+    monkeypatch.setitem(sys.modules, "rembg", None)
+    with pytest.raises(MissingBackendError, match=r"--mv-masks rembg: .*pip install 'rembg\[cpu\]"):
+        _views(MultiViewConfig(mask_method="rembg"), StageContext(weights_dir=no_weights))

@@ -111,7 +111,7 @@ def test_rembg_without_model_names_the_folder(isolated_weights):
 
 def test_rembg_not_installed(isolated_weights, monkeypatch):
     monkeypatch.setitem(sys.modules, "rembg", None)  # import rembg -> ImportError
-    with pytest.raises(MissingBackendError, match="rembg"):
+    with pytest.raises(MissingBackendError, match=r"pip install 'rembg\[cpu\]"):
         segment_person(LoadedImage(rgb=np.zeros((100, 100, 3), np.uint8)), SegmentConfig(backend="rembg"),
                        StageContext(weights_dir=isolated_weights))
 
@@ -206,3 +206,43 @@ def test_search_windows_cover_wide_images_only():
     assert wins[0] == (0, 0, 800, 451) and all(b[3] - b[1] == 451 and b[2] - b[0] == 451 for b in wins[1:])
     assert wins[1][0] == 0 and wins[-1][2] == 800  # the windows reach both ends
     assert all(b[0] < a[2] for a, b in zip(wins[1:], wins[2:], strict=False))  # and overlap
+
+
+# -- optional backends: asked for -> its error; auto -> said which and why -------------------------------------
+def _fake_rembg(monkeypatch, weights, mask: np.ndarray) -> None:
+    (weights / "rembg").mkdir(parents=True, exist_ok=True)
+    (weights / "rembg" / "u2net.onnx").write_bytes(b"model")
+
+    class Session:
+        def predict(self, img):
+            return [Image.fromarray(mask.astype(np.uint8) * 255).resize((320, 320))]
+
+    monkeypatch.setitem(sys.modules, "rembg", types.SimpleNamespace(new_session=lambda name, **kw: Session()))
+
+
+def test_auto_without_mediapipe_says_it_uses_rembg(isolated_weights, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe -> ImportError
+    fig = draw_figure((200, 300), (40, 20, 160, 290))
+    _fake_rembg(monkeypatch, isolated_weights, fig)
+    ctx = StageContext(weights_dir=isolated_weights)
+    cut = segment_person(LoadedImage(rgb=np.zeros((300, 200, 3), np.uint8)), SegmentConfig(), ctx)
+    assert cut.backend == "rembg" and _iou(cut.mask, fig) > 0.9
+    said = [w for w in ctx.warnings if "rembg instead of mediapipe" in w]
+    assert len(said) == 1 and "pip install mediapipe==0.10.21" in said[0]
+
+
+def test_asked_for_mediapipe_never_falls_back_to_rembg(isolated_weights, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+    _fake_rembg(monkeypatch, isolated_weights, draw_figure((200, 300), (40, 20, 160, 290)))
+    with pytest.raises(MissingBackendError, match=r"pip install mediapipe==0\.10\.21"):
+        segment_person(LoadedImage(rgb=np.zeros((300, 200, 3), np.uint8)), SegmentConfig(backend="mediapipe"),
+                       StageContext(weights_dir=isolated_weights))
+
+
+def test_auto_with_neither_mediapipe_nor_rembg_names_both(isolated_weights, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+    monkeypatch.setitem(sys.modules, "rembg", None)
+    with pytest.raises(MissingBackendError) as err:
+        segment_person(LoadedImage(rgb=np.zeros((100, 100, 3), np.uint8)), SegmentConfig(),
+                       StageContext(weights_dir=isolated_weights))
+    assert "pip install mediapipe==0.10.21" in str(err.value) and "pip install 'rembg[cpu]" in str(err.value)

@@ -79,3 +79,35 @@ def test_renders_are_encoded_into_latents(tmp_path):
         x = torch.as_tensor(imgs[0][3, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
         ref = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
     torch.testing.assert_close(latents[3, :4], ref[0], atol=2e-3, rtol=1e-2)  # stored as float16, mirrored view
+
+
+def test_training_frames_an_image_exactly_as_inference_does(tmp_path):
+    """The same image + mask through inference's frame stage and through the DRPose sample import: identical
+    canvas, face view and photo -> canvas map (premultiplied Lanczos on white, not a bilinear warp)."""
+    from human3d.config import FrameConfig
+    from human3d.context import StageContext
+    from human3d.frame import frame_cutout
+    from human3d.segment.clean import mask_bbox
+    from human3d.types import Cutout
+
+    rng = np.random.default_rng(3)
+    h, w, r = 150, 110, 96
+    mask = np.zeros((h, w), bool)
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask[((xx - 55) / 30.0) ** 2 + ((yy - 80) / 60.0) ** 2 < 1] = True  # curved edges: every filter differs there
+    mask[15:35, 45:65] = True
+    rgb = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)  # noise: the background's colour must not bleed in
+    framed = frame_cutout(Cutout(rgb=rgb, mask=mask, bbox=mask_bbox(mask)), FrameConfig(resolution=r), StageContext())
+
+    joints = standing_joints().numpy()
+    cam = np.stack([joints[:, 0], -joints[:, 1], 3.0 - joints[:, 2]], -1)
+    out = VideoModelOutput(rgb[None], mask[None], cam[None, :, :2] * 40 + [55, 80], cam[None], list(SKELETON_JOINTS))
+    import_video_model_output(out, tmp_path, "same", resolution=r)
+    sample = PoseImageDataset(tmp_path, r)[0]
+    np.testing.assert_array_equal(np.asarray(sample.image), framed.rgb)
+    np.testing.assert_array_equal(np.asarray(sample.face), framed.face_rgb)
+
+    from human3d.train.data import frame_pose
+
+    (scale, ox, oy), _ = frame_pose(mask, out.joints_2d[0], out.joints_3d[0], r)
+    assert (scale, (ox, oy)) == (framed.scale, framed.offset)
