@@ -125,7 +125,7 @@ def fit_views(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> np.nd
     return np.concatenate(tiles, 1)
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=BodyConfig().iterations)
     ap.add_argument("--resolution", type=int, default=768)
@@ -134,15 +134,11 @@ def main() -> None:
     ap.add_argument("--jitter", type=float, default=0.08, help="pose jitter (radians per joint axis)")
     ap.add_argument("--no-photos", action="store_true")
     ap.add_argument("--sheet", type=Path, help="write a PNG: each input beside its fit seen from the front and side")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    cold = not anny_cache_ready()
-    t0 = time.perf_counter()
-    model = AnnyBody("cpu")
-    load = time.perf_counter() - t0
-    print(f"Anny model load: {load:.1f} s ({'cold: cache built in ' + str(anny_cache_dir()) if cold else 'warm cache'})"
-          f"; torch threads {args.threads or torch.get_num_threads()}; iterations {args.iterations}; canvas {args.resolution}")
 
+def _inputs(args: argparse.Namespace, model: AnnyBody) -> list[tuple[str, Framed, object]]:
+    """(name, framed input, (true body, its height) or None) for every rendered case, then each shared cutout."""
     inputs: list[tuple[str, Framed, object]] = []
     for i, name in enumerate(args.cases):
         pose, yaw = CASES[name]
@@ -159,6 +155,18 @@ def main() -> None:
             rgba = np.asarray(Image.open(p).convert("RGBA"))
             if (rgba[..., 3] < 128).mean() > 0.01:  # only cutouts: the pipeline's segmentation is not run here
                 inputs.append((f"photo:{p.name}", frame_rgba(rgba, args.resolution), None))
+    return inputs
+
+
+def main() -> None:
+    args = _parse_args()
+    cold = not anny_cache_ready()
+    t0 = time.perf_counter()
+    model = AnnyBody("cpu")
+    load = time.perf_counter() - t0
+    print(f"Anny model load: {load:.1f} s ({'cold: cache built in ' + str(anny_cache_dir()) if cold else 'warm cache'})"
+          f"; torch threads {args.threads or torch.get_num_threads()}; iterations {args.iterations}; canvas {args.resolution}")
+    inputs = _inputs(args, model)
 
     from human3d.body.fit import fit_body
 
