@@ -321,28 +321,31 @@ def _out_of_memory_cause(err: BaseException) -> BaseException | None:
     return next((c for c in exception_chain(err) if isinstance(c, (torch.OutOfMemoryError, MemoryError))), None)
 
 
-def out_of_memory(what: str, err: BaseException) -> OutOfMemoryError:
+#: What lowers the memory a reconstruction needs (the default advice of :func:`out_of_memory`).
+RECONSTRUCT_MEMORY_HINT = ("keep --set multiview.cpu_offload=true, use --mv-dtype float16, or run fewer --jobs per "
+                           "machine")
+
+
+def out_of_memory(what: str, err: BaseException, hint: str = RECONSTRUCT_MEMORY_HINT) -> OutOfMemoryError:
     """The one-line error for running out of memory while ``what`` (e.g. "loading the PSHuman model onto cuda"):
-    torch's OutOfMemoryError is the GPU's, Python's MemoryError the machine's RAM."""
+    torch's OutOfMemoryError is the GPU's, Python's MemoryError the machine's RAM; ``hint`` says what to lower."""
     import torch
 
     if isinstance(err, torch.OutOfMemoryError):
-        return OutOfMemoryError(
-            f"out of GPU memory while {what} ({first_line(err)}); free the GPU (other processes), keep "
-            "--set multiview.cpu_offload=true, use --mv-dtype float16, or give each GPU one job (--jobs)")
-    return OutOfMemoryError(f"out of memory (RAM) while {what}; close other programs, run fewer --jobs, or use a "
-                            "machine with more memory")
+        return OutOfMemoryError(f"out of GPU memory while {what} ({first_line(err)}); free the GPU (other "
+                                f"processes), or {hint}")
+    return OutOfMemoryError(f"out of memory (RAM) while {what}; close other programs, or {hint}")
 
 
 @contextlib.contextmanager
-def memory_guard(what: str) -> Iterator[None]:
+def memory_guard(what: str, hint: str = RECONSTRUCT_MEMORY_HINT) -> Iterator[None]:
     """Running out of GPU memory or RAM inside the block becomes :class:`~human3d.errors.OutOfMemoryError`."""
     import torch
 
     try:
         yield
     except (torch.OutOfMemoryError, MemoryError) as err:
-        raise out_of_memory(what, err) from err
+        raise out_of_memory(what, err, hint) from err
 
 
 def load_failure(path: Path, err: BaseException, fix: str) -> MissingWeightsError | OutOfMemoryError:
