@@ -315,7 +315,8 @@ def exception_chain(err: BaseException) -> list[BaseException]:
     return chain
 
 
-def _out_of_memory_cause(err: BaseException) -> BaseException | None:
+def out_of_memory_cause(err: BaseException) -> BaseException | None:
+    """torch's OutOfMemoryError or Python's MemoryError in ``err``'s chain, or None."""
     import torch
 
     return next((c for c in exception_chain(err) if isinstance(c, (torch.OutOfMemoryError, MemoryError))), None)
@@ -353,7 +354,7 @@ def load_failure(path: Path, err: BaseException, fix: str) -> MissingWeightsErro
     a pickle holding Python objects (fetching it again does not help), damaged bytes
     (:class:`~human3d.errors.CorruptWeightsError`), or an intact file that is not what the model expects.
     ``fix`` says how to get the file again."""
-    oom = _out_of_memory_cause(err)
+    oom = out_of_memory_cause(err)
     if oom is not None:
         return out_of_memory(f"loading {path}", oom)
     chain = exception_chain(err)
