@@ -372,19 +372,33 @@ def _run_item(src: Path, dst: Path, process: ProcessFn, item: ItemOutcome, *, fm
             raise BadInputError(f"{src} does not exist or is not a file")
         item.warnings, item.timings, item.backends = process(src, dst, item_work)
         item.status, item.error, item.exit_code = "ok", None, 0
-    except Human3DError as err:
-        item.status, item.error, item.exit_code = "failed", str(err), err.exit_code
     except Exception as err:  # isolation: a bug on one input must not stop the batch
-        item.status, item.exit_code = "failed", EXIT_INTERNAL
-        item.error = f"internal error: {type(err).__name__}: {err} (rerun with --debug and report it)"
-        if debug:
-            traceback.print_exc()
+        known = _out_of_memory(err) or (err if isinstance(err, Human3DError) else None)
+        item.status = "failed"
+        if known is not None:
+            item.error, item.exit_code = str(known), known.exit_code
+        else:
+            item.exit_code = EXIT_INTERNAL
+            item.error = f"internal error: {type(err).__name__}: {err} (rerun with --debug and report it)"
+            if debug:
+                traceback.print_exc()
     finally:
         item.seconds = round(time.perf_counter() - t0, 3)
     if item.status == "failed" and not dst.exists():
         for p in companion_files(dst, fmt):  # never leave half of an export behind, never remove what was there
             if p not in before:
                 p.unlink(missing_ok=True)
+
+
+def _out_of_memory(err: BaseException) -> Human3DError | None:
+    """Running out of GPU memory or RAM anywhere under ``err`` (a stage's wraps it as an internal error) as the
+    error of its own exit code; None for anything else."""
+    if isinstance(err, Human3DError) and err.exit_code != EXIT_INTERNAL:
+        return None  # the user's error, already told
+    from human3d.weights import out_of_memory, out_of_memory_cause
+
+    cause = out_of_memory_cause(err)
+    return None if cause is None else out_of_memory("reconstructing it", cause)
 
 
 def _remove_leftovers(dst: Path, fmt: str, stale: dict) -> None:

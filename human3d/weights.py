@@ -307,34 +307,38 @@ def exception_chain(err: BaseException) -> list[BaseException]:
     return chain
 
 
-def _out_of_memory_cause(err: BaseException) -> BaseException | None:
+def out_of_memory_cause(err: BaseException) -> BaseException | None:
+    """torch's OutOfMemoryError or Python's MemoryError in ``err``'s chain, or None."""
     import torch
 
     return next((c for c in exception_chain(err) if isinstance(c, (torch.OutOfMemoryError, MemoryError))), None)
 
 
-def out_of_memory(what: str, err: BaseException) -> OutOfMemoryError:
+#: What lowers the memory a reconstruction needs (the default advice of :func:`out_of_memory`).
+RECONSTRUCT_MEMORY_HINT = ("keep --set multiview.cpu_offload=true, use --mv-dtype float16, or run fewer --jobs per "
+                           "machine")
+
+
+def out_of_memory(what: str, err: BaseException, hint: str = RECONSTRUCT_MEMORY_HINT) -> OutOfMemoryError:
     """The one-line error for running out of memory while ``what`` (e.g. "loading the PSHuman model onto cuda"):
-    torch's OutOfMemoryError is the GPU's, Python's MemoryError the machine's RAM."""
+    torch's OutOfMemoryError is the GPU's, Python's MemoryError the machine's RAM; ``hint`` says what to lower."""
     import torch
 
     if isinstance(err, torch.OutOfMemoryError):
-        return OutOfMemoryError(
-            f"out of GPU memory while {what} ({first_line(err)}); free the GPU (other processes), keep "
-            "--set multiview.cpu_offload=true, use --mv-dtype float16, or give each GPU one job (--jobs)")
-    return OutOfMemoryError(f"out of memory (RAM) while {what}; close other programs, run fewer --jobs, or use a "
-                            "machine with more memory")
+        return OutOfMemoryError(f"out of GPU memory while {what} ({first_line(err)}); free the GPU (other "
+                                f"processes), or {hint}")
+    return OutOfMemoryError(f"out of memory (RAM) while {what}; close other programs, or {hint}")
 
 
 @contextlib.contextmanager
-def memory_guard(what: str) -> Iterator[None]:
+def memory_guard(what: str, hint: str = RECONSTRUCT_MEMORY_HINT) -> Iterator[None]:
     """Running out of GPU memory or RAM inside the block becomes :class:`~human3d.errors.OutOfMemoryError`."""
     import torch
 
     try:
         yield
     except (torch.OutOfMemoryError, MemoryError) as err:
-        raise out_of_memory(what, err) from err
+        raise out_of_memory(what, err, hint) from err
 
 
 def load_failure(path: Path, err: BaseException, fix: str) -> MissingWeightsError | OutOfMemoryError:
@@ -342,7 +346,7 @@ def load_failure(path: Path, err: BaseException, fix: str) -> MissingWeightsErro
     a pickle holding Python objects (fetching it again does not help), damaged bytes
     (:class:`~human3d.errors.CorruptWeightsError`), or an intact file that is not what the model expects.
     ``fix`` says how to get the file again."""
-    oom = _out_of_memory_cause(err)
+    oom = out_of_memory_cause(err)
     if oom is not None:
         return out_of_memory(f"loading {path}", oom)
     chain = exception_chain(err)

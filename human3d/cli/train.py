@@ -40,6 +40,22 @@ def _positive(**values: float) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
 
 
+def _load_gskel(folder: Path):
+    """A trained g_skel folder; a missing, damaged or mismatched file, or running out of memory, is one line."""
+    from human3d.errors import MissingWeightsError
+    from human3d.train.skel_predictor import SkeletalImagePredictor
+    from human3d.weights import LOAD_ERRORS, load_failure
+
+    fix = "train it again (human3d train skel) or copy the complete folder"
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file():
+        raise MissingWeightsError(f"{weights} is missing; {fix}")
+    try:  # safetensors only: a pickle beside it is never read
+        return SkeletalImagePredictor.from_pretrained(folder, use_safetensors=True)
+    except LOAD_ERRORS as err:
+        raise load_failure(weights, err, fix) from err
+
+
 def _pipeline_folder(path: Path | None, weights_dir: Path | None) -> Path:
     if path is not None:
         return path
@@ -149,10 +165,8 @@ def skel(
                         distance=distance, progress=_printer(50))
     print(f"wrote {output} (final loss {losses[-1]:.4f})")
     if evaluate:
-        from human3d.train.skel_predictor import SkeletalImagePredictor
-
         lpips_model, note = try_load_lpips(weights_dir, folder=lpips_weights)
-        scores = evaluate_skel(SkeletalImagePredictor.from_pretrained(output), held_out, lpips_model, dev)
+        scores = evaluate_skel(_load_gskel(output), held_out, lpips_model, dev)
         lp = f"{scores['lpips']:.4f}" if scores["lpips"] is not None else f"n/a ({note})"
         print(f"g_skel on {scores['pairs']} held-out pairs: PSNR {scores['psnr']:.2f} dB  SSIM {scores['ssim']:.4f}  "
               f"LPIPS {lp}")
@@ -196,7 +210,7 @@ def drpose(
     from human3d.train.data import PoseImageDataset
     from human3d.train.drpose import DRPoseConfig, check_gskel, schedule_bounds, train_drpose
     from human3d.train.posescore import load_skeleton_distance
-    from human3d.train.skel_predictor import SkeletalImagePredictor
+    from human3d.weights import memory_guard
 
     dev = resolve_device(device)
     if not (gskel / "config.json").is_file():
@@ -212,13 +226,16 @@ def drpose(
                        lora_alpha=lora_alpha, gradient_checkpointing=checkpointing, use_lpips=lpips,
                        lpips_weights=str(lpips_weights) if lpips_weights else None, save_every=save_every, seed=seed)
     distance = load_skeleton_distance(lpips, cfg.lpips_weights, weights_dir)
-    g_skel = SkeletalImagePredictor.from_pretrained(gskel)
+    g_skel = _load_gskel(gskel)
     pipe = load_pipeline(_pipeline_folder(pipeline, weights_dir), allow_pickle=allow_pickle)
     check_gskel(g_skel, pipe, sigma)  # before any work: views, mirrored views and sigma must match
     dataset = PoseImageDataset(data, pipe.default_resolution)
     if dev == "cpu":
         print("warning: DRPose on CPU is only practical with tiny models", file=sys.stderr)
-    out = train_drpose(pipe, g_skel, dataset, output, cfg, device=dev, distance=distance, progress=_printer(10))
+    with memory_guard(f"training DRPose on {dev} (batch {batch_size})",
+                      "lower --batch-size (raise --grad-accum to keep the update), train LoRA (--lora-rank 16), "
+                      "or keep --gradient-checkpointing"):
+        out = train_drpose(pipe, g_skel, dataset, output, cfg, device=dev, distance=distance, progress=_printer(10))
     print(f"wrote {out} (use it with `human3d reconstruct --unet {out}`)")
 
 

@@ -8,6 +8,7 @@ The pipeline is cut to load, segment and a stage that loads the PSHuman model fr
 from __future__ import annotations
 
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -151,3 +152,15 @@ def test_out_of_ram_while_loading_is_an_out_of_memory_error(weights, tmp_path, m
     monkeypatch.setattr(UNetMV2DConditionModel, "from_pretrained", classmethod(no_ram))
     code, line = reconstruct(tmp_path, weights)
     assert code == EXIT_OUT_OF_MEMORY and "out of memory (RAM)" in line and "download" not in line
+
+
+def test_out_of_memory_in_a_stage_is_exit_6_not_an_internal_error(weights, tmp_path, monkeypatch):
+    """Past loading: a stage's OutOfMemoryError reaches the batch wrapped as an internal error, and is told by
+    its cause's type."""
+    def stage_out_of_memory(cutout, cfg, ctx):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+
+    monkeypatch.setattr(sys.modules[__name__], "load_model_stage", stage_out_of_memory)
+    code, line = reconstruct(tmp_path, weights)
+    assert code == EXIT_OUT_OF_MEMORY and "out of GPU memory while reconstructing" in line and "9.00 GiB" in line
+    assert "internal error" not in line and "download" not in line
