@@ -33,10 +33,9 @@ from human3d.io.digest import file_digest
 from human3d.types import TexturedMesh
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
-#: Failures that concern the whole setup (a stage, weights or backend missing or damaged, memory), not one mesh: they
-#: stop the run.
-FATAL = ("StageNotAvailableError", "MissingWeightsError", "CorruptWeightsError", "MissingBackendError", "UsageError",
-         "OutOfMemoryError")
+#: Failures that concern the whole setup (weights, a package or a device missing or damaged, memory), not one mesh:
+#: they stop the run.
+FATAL = ("MissingWeightsError", "CorruptWeightsError", "MissingBackendError", "UsageError", "OutOfMemoryError")
 
 #: reconstruct(photo, output_mesh, work_dir) -> info (timings, backends, warnings); writes ``output_mesh``.
 ReconstructFn = Callable[[Path, Path, Path], dict[str, Any]]

@@ -1,20 +1,19 @@
 """The multi-view stage: six body views plus a face view (normals, colours, masks) of the framed person.
 
 Backends (``cfg.backend``): ``pshuman`` runs PSHuman's multi-view diffusion (:mod:`human3d.multiview.pshuman`);
-``prior`` renders views from the fitted body and the input silhouette (``human3d/multiview/prior.py``, function
-``generate_prior_views(framed, body, cfg, ctx) -> MultiView``); ``auto`` picks pshuman when its weights are present
-and the stage runs on a CUDA device, else prior. Heavy modules are imported only when their backend runs.
+``prior`` renders views from the fitted body and the input silhouette (:mod:`human3d.multiview.prior`, embedded,
+no weights); ``auto`` picks pshuman when its weights are present and the stage runs on a CUDA device, else prior.
+Heavy modules are imported only when their backend runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
-from human3d.errors import StageNotAvailableError, UsageError
+from human3d.errors import UsageError
 from human3d.types import BodyFit, Framed, MultiView
 
 log = logging.getLogger("human3d")
@@ -53,17 +52,6 @@ def _backend_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ctx: Sta
         from human3d.multiview.pshuman import generate_pshuman_views
 
         return generate_pshuman_views(framed, body, cfg, ctx)
-    try:
-        prior = importlib.import_module("human3d.multiview.prior")
-    except ModuleNotFoundError as err:
-        if err.name != "human3d.multiview.prior":
-            raise
-        raise StageNotAvailableError(
-            "the embedded 'prior' multi-view backend (human3d/multiview/prior.py) is not available in this version; "
-            "place the PSHuman weights and use --mv-backend pshuman on a CUDA GPU"
-        ) from err
-    fn = getattr(prior, "generate_prior_views", None)
-    if fn is None:
-        raise StageNotAvailableError("human3d.multiview.prior has no generate_prior_views(); the 'prior' "
-                                     "multi-view backend is not available yet")
-    return fn(framed, body, cfg, ctx)
+    from human3d.multiview.prior import generate_prior_views
+
+    return generate_prior_views(framed, body, cfg, ctx)

@@ -8,7 +8,7 @@ import pytest
 
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
-from human3d.errors import MissingWeightsError, StageNotAvailableError, UsageError
+from human3d.errors import MissingWeightsError, UsageError
 from human3d.multiview import choose_backend, generate_views
 from human3d.multiview.pshuman import background_masks, generate_pshuman_views, views_to_multiview
 from human3d.ops.image import encode_normals
@@ -90,22 +90,6 @@ def test_pshuman_without_weights_is_a_missing_weights_error(tmp_path, monkeypatc
     with pytest.raises(MissingWeightsError) as err:
         generate_views(_framed(), None, MultiViewConfig(backend="pshuman"), StageContext(weights_dir=tmp_path))
     assert err.value.exit_code == 4 and "pshuman" in str(err.value)
-
-
-def test_prior_backend_absent_is_reported(tmp_path, monkeypatch):
-    import human3d.multiview as stage
-
-    real_import = stage.importlib.import_module
-
-    def without_prior(name, *args):
-        if name == "human3d.multiview.prior":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return real_import(name, *args)
-
-    monkeypatch.setattr(stage.importlib, "import_module", without_prior)
-    monkeypatch.setattr("human3d.weights._hf_cache_folder", lambda asset: None)
-    with pytest.raises(StageNotAvailableError, match="prior"):
-        generate_views(_framed(), None, MultiViewConfig(backend="auto"), StageContext(weights_dir=tmp_path))
 
 
 # -- the generated views' masks: rembg asked for -> its error; auto -> which one and why, logged -------------------
