@@ -10,9 +10,7 @@ cheap; a dependency missing from the install is reported by the stage's and the 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
-import json
 import re
 import shutil
 import time
@@ -24,7 +22,7 @@ from human3d import __version__
 from human3d.config import ReconstructConfig, resolve_device
 from human3d.context import StageContext, log
 from human3d.errors import BadInputError, Human3DError, InternalError, MissingBackendError
-from human3d.io.digest import file_digest
+from human3d.io.digest import file_digest, json_digest
 from human3d.types import BodyFit, Cutout, Framed, LoadedImage, Mesh, MultiView, StageResult, TexturedMesh
 
 
@@ -222,7 +220,7 @@ class Reconstructor:
             "upstream": upstream,
             "schema": result_schema(spec.result_type),
         }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return json_digest(payload)
 
     @staticmethod
     def _try_load(spec: StageSpec, folder: Path, key: str) -> StageResult | None:
