@@ -8,7 +8,7 @@ Exit codes (also listed in README.md):
 | 1 | a batch finished but some inputs failed (see summary.json) |
 | 2 | usage error: bad option, missing argument, output exists without ``--overwrite``, an output that would replace an input, an output folder that cannot be written |
 | 3 | bad input: not an image, unreadable, corrupt, too small, too large, no person found; a mesh that cannot be rendered |
-| 4 | missing weights, backend or stage: install or place what the message names |
+| 4 | missing or corrupt weights, a missing package or device: install or place what the message names |
 | 5 | internal error: a bug; rerun with ``--debug`` and report the traceback |
 | 6 | out of memory (GPU or RAM): the message says what to lower or free; the input and weights are fine |
 """
@@ -78,12 +78,6 @@ class OutOfMemoryError(Human3DError):
 
 class MissingBackendError(Human3DError):
     """An optional dependency or device needed by the requested backend is not available (exit 4)."""
-
-    exit_code = EXIT_MISSING
-
-
-class StageNotAvailableError(Human3DError):
-    """A pipeline stage is not implemented in this version (exit 4)."""
 
     exit_code = EXIT_MISSING
 

@@ -4,15 +4,13 @@ in the work dir so that a rerun with the same input and config resumes instead o
 Stage contract: a stage is a function ``fn(*inputs, cfg, ctx) -> result`` where ``inputs`` are earlier stages'
 results (see ``STAGES``), ``cfg`` its section of :class:`~human3d.config.ReconstructConfig` and ``ctx`` a
 :class:`~human3d.context.StageContext`. Stage functions are imported lazily so that importing the package stays
-cheap and a stage whose module is absent is reported by name (exit 4) instead of being faked.
+cheap; a dependency missing from the install is reported by the stage's and the package's name (exit 4).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
-import json
 import re
 import shutil
 import time
@@ -23,8 +21,8 @@ from pathlib import Path
 from human3d import __version__
 from human3d.config import ReconstructConfig, resolve_device
 from human3d.context import StageContext, log
-from human3d.errors import BadInputError, Human3DError, InternalError, StageNotAvailableError
-from human3d.io.digest import file_digest
+from human3d.errors import BadInputError, Human3DError, InternalError, MissingBackendError
+from human3d.io.digest import file_digest, json_digest
 from human3d.types import BodyFit, Cutout, Framed, LoadedImage, Mesh, MultiView, StageResult, TexturedMesh
 
 
@@ -75,23 +73,26 @@ class ReconstructionResult:
     backends: dict[str, str] = field(default_factory=dict)
 
 
+#: Import names of human3d's dependencies that differ from the name pip installs them by.
+_PIP_NAMES = {"PIL": "pillow", "skimage": "scikit-image"}
+
+
 def resolve_stage(spec: StageSpec) -> Callable[..., StageResult]:
-    """Import a stage's function; a missing module is a missing stage, reported by name."""
+    """Import a stage's function. Every stage is part of human3d, so a module that does not import means a package
+    missing from the install: a third-party one is a MissingBackendError that names what to install (exit 4), one
+    of human3d's own an incomplete install (exit 5)."""
     module_name, func_name = spec.target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
-        if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):
-            raise StageNotAvailableError(
-                f"the '{spec.title}' stage is not available in human3d {__version__} yet "
-                f"({module_name} is missing)"
-            ) from err
-        raise
-    fn = getattr(module, func_name, None)
-    if fn is None:
-        raise StageNotAvailableError(
-            f"the '{spec.title}' stage is not available in human3d {__version__} yet ({spec.target} is missing)")
-    return fn
+        top = (err.name or module_name).split(".")[0]
+        if top == "human3d":
+            raise InternalError(f"the '{spec.title}' stage does not import ({err}): this human3d install is "
+                                "incomplete; install it again (make install, or pip install -e .)") from err
+        raise MissingBackendError(
+            f"the '{spec.title}' stage needs the Python package '{_PIP_NAMES.get(top, top)}', which is not "
+            "installed; install human3d with its dependencies (make install, or pip install -e .)") from err
+    return getattr(module, func_name)
 
 
 def _installed(*packages: str) -> dict[str, str | None]:
@@ -219,7 +220,7 @@ class Reconstructor:
             "upstream": upstream,
             "schema": result_schema(spec.result_type),
         }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return json_digest(payload)
 
     @staticmethod
     def _try_load(spec: StageSpec, folder: Path, key: str) -> StageResult | None:

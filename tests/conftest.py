@@ -26,6 +26,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def stage_needing_a_package(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The target ``module:function`` of a stage whose module imports a package that is not installed (an install
+    without human3d's dependencies); the module lives outside the test's ``tmp_path``."""
+    folder = tmp_path_factory.mktemp("stage_modules")
+    (folder / "h3d_stage_needing_a_package.py").write_text(
+        "import h3d_package_that_is_not_installed  # noqa: F401\n\n\ndef fit(*args):\n    raise AssertionError\n")
+    monkeypatch.syspath_prepend(str(folder))
+    return "h3d_stage_needing_a_package:fit"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     try:
         import torch

@@ -11,13 +11,11 @@ from typer.testing import CliRunner
 from human3d.cameras import OrthoCamera
 from human3d.config import preset_config
 from human3d.io.meshes import export_mesh, export_transform, read_mesh
+from human3d.ops.mesh import weld
 from human3d.pipeline import Reconstructor
 from human3d.render import get_rasterizer
-from human3d.texture.shading import weld_by_position
 from tests.conftest import SHARED_DATA
 from tests.gltf_check import glb_json, khronos_report
-
-# what the carving part of issue 11 (branch geom) delivers; main's carve does not yet
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +137,8 @@ def shared_asset(tmp_path_factory):
 def _welded(path):
     """The exported mesh with its UV-seam copies merged by position: the surface a user measures."""
     m = read_mesh(path)
-    weld = weld_by_position(m.vertices)
-    v = np.zeros((int(weld.max()) + 1, 3), np.float64)
-    v[weld] = m.vertices
-    return v, weld[m.faces]
+    v, f, _ = weld(np.asarray(m.vertices, np.float64), m.faces)
+    return v, f
 
 
 def _o3d(v, f):
@@ -160,10 +156,10 @@ def test_shared_photo_exports_carry_smooth_normals_in_glb_and_obj(shared_asset):
     assert sum(ln.startswith("vn ") for ln in lines) == sum(ln.startswith("v ") for ln in lines) > 1000
     assert all(len(c.split("/")) == 3 for c in next(ln for ln in lines if ln.startswith("f ")).split()[1:])
     m = read_mesh(tmp / "out.glb")
-    weld = weld_by_position(m.vertices)
-    first = np.zeros(weld.max() + 1, np.int64)
-    first[weld] = np.arange(len(weld))
-    assert np.abs(m.normals - m.normals[first[weld]]).max() < 1e-6  # no shading seam along the UV seams
+    _, _, index = weld(m.vertices, m.faces)
+    first = np.zeros(index.max() + 1, np.int64)
+    first[index] = np.arange(len(index))
+    assert np.abs(m.normals - m.normals[first[index]]).max() < 1e-6  # no shading seam along the UV seams
 
 
 def test_shared_photo_glbs_pass_the_khronos_validator(shared_asset):

@@ -7,7 +7,7 @@ import pytest
 
 from human3d import pipeline
 from human3d.config import preset_config
-from human3d.errors import BadInputError, InternalError, StageNotAvailableError
+from human3d.errors import BadInputError, InternalError, MissingBackendError
 from human3d.pipeline import Reconstructor, StageSpec
 from human3d.types import Cutout, LoadedImage
 
@@ -101,14 +101,29 @@ def test_user_errors_pass_through_and_bugs_become_internal_errors(monkeypatch, p
         Reconstructor(preset_config()).run(photo)
 
 
-def test_missing_stage_module_is_reported_by_name(monkeypatch, photo):
-    stages = _stages("cut_stage") + (
-        StageSpec("body", "human3d.not_written_yet:fit", ("segment",), "body", Cutout, "fit body"),)
+def test_a_stage_needing_a_missing_package_names_it(monkeypatch, photo, stage_needing_a_package):
+    stages = _stages("cut_stage") + (StageSpec("body", stage_needing_a_package, ("segment",), "body", Cutout,
+                                               "fit body"),)
     monkeypatch.setattr(pipeline, "STAGES", stages)
-    with pytest.raises(StageNotAvailableError, match="'fit body' stage is not available") as err:
+    with pytest.raises(MissingBackendError, match="'fit body' stage needs the Python package "
+                                                  "'h3d_package_that_is_not_installed'") as err:
         Reconstructor(preset_config()).run(photo)
-    assert err.value.exit_code == 4
+    assert err.value.exit_code == 4 and "make install" in str(err.value)
     assert CALLS == ["load", "cut"]
+
+
+def test_a_module_of_human3d_that_does_not_import_is_an_incomplete_install(monkeypatch, photo):
+    stages = _stages("cut_stage") + (StageSpec("body", "human3d.no_such_module:fit", ("segment",), "body", Cutout,
+                                               "fit body"),)
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    with pytest.raises(InternalError, match="'fit body' stage does not import .*install it again") as err:
+        Reconstructor(preset_config()).run(photo)
+    assert err.value.exit_code == 5
+
+
+def test_every_stage_resolves():
+    for spec in pipeline.STAGES:
+        assert callable(pipeline.resolve_stage(spec)), spec.target
 
 
 def test_presets_differ_and_reject_unknown_names():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import platform
 import sys
@@ -98,9 +97,10 @@ def _multiview_checks(weights_dir: Path | None, cuda: bool) -> list[Check]:
                                  "missing (human3d weights download pshuman)")
     if ok and ps and not cuda:
         why += "; no CUDA GPU: runs on CPU in float32, very slowly"
-    has_prior = importlib.util.find_spec("human3d.multiview.prior") is not None
+    prior_ok, prior_detail, _ = _import("human3d.multiview.prior")
     return [Check("multiview", "pshuman", ok and ps is not None, why),
-            Check("multiview", "prior", has_prior, "available" if has_prior else "not implemented yet")]
+            Check("multiview", "prior", prior_ok, "embedded: views from the body fit, no weights" if prior_ok
+                  else prior_detail)]
 
 
 def _render_checks(torch: object | None, cuda: bool) -> list[Check]:

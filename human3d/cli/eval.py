@@ -13,7 +13,9 @@ from human3d.errors import UsageError
 
 
 def _eval_settings(align: str, threshold: float, points: int, gt_height: float | None, appearance: bool, size: int,
-                   seed: int, renderer: str):
+                   seed: int, renderer: str, device: str):
+    """The scoring options, checked (the device resolved: ``cuda`` without a GPU is refused here, before work)."""
+    from human3d.config import resolve_device
     from human3d.eval.metrics import ALIGNMENTS, EvalSettings
 
     if align not in ALIGNMENTS:
@@ -25,7 +27,8 @@ def _eval_settings(align: str, threshold: float, points: int, gt_height: float |
     if size < 32:
         raise UsageError("--size must be at least 32 pixels")
     return EvalSettings(alignment=align, n_points=points, threshold_cm=threshold, gt_height_m=gt_height,
-                        appearance=appearance, resolution=size, seed=seed, renderer=renderer)
+                        appearance=appearance, resolution=size, seed=seed, renderer=renderer,
+                        device=resolve_device(device))
 
 
 def _lpips(appearance: bool, lpips_dir: Path | None, weights_dir: Path | None, allow_pickle: bool) -> tuple[Any, str]:
@@ -71,6 +74,7 @@ Size = typer.Option(512, "--size", help="Render size of the appearance views in 
 LpipsDir = typer.Option(None, "--lpips-dir", help="Folder with the LPIPS weights.")
 WeightsDir = typer.Option(None, "--weights-dir", help="Where model files are.")
 AllowPickle = typer.Option(False, "--allow-pickle", help="Allow .pth LPIPS weights (pickle).")
+Device = typer.Option("auto", "--device", help="auto | cpu | cuda.")
 
 
 def evaluate_cmd(
@@ -85,6 +89,7 @@ def evaluate_cmd(
     size: int = Size,
     seed: int = typer.Option(0, "--seed", help="Seed of the point sampling."),
     renderer: str = typer.Option("auto", "--renderer", help="auto | torch | open3d."),
+    device: str = Device,
     lpips_dir: Path | None = LpipsDir,
     weights_dir: Path | None = WeightsDir,
     allow_pickle: bool = AllowPickle,
@@ -98,7 +103,7 @@ def evaluate_cmd(
     from human3d.io.meshes import read_mesh
 
     configure_logging(quiet, False)
-    settings = _eval_settings(align, threshold, points, gt_height, appearance, size, seed, renderer)
+    settings = _eval_settings(align, threshold, points, gt_height, appearance, size, seed, renderer, device)
     lpips_model, note = _lpips(appearance, lpips_dir, weights_dir, allow_pickle)
     result = evaluate(read_mesh(pred), read_mesh(gt), settings, lpips_model, note).to_dict()
     if json_out:
@@ -134,7 +139,7 @@ def bench_cmd(
                                 help="Where photos, reconstructions and results go; a rerun resumes."),
     preset: str = typer.Option("fast", "--preset", "-p", help="fast | default | quality."),
     mv_backend: str = typer.Option("auto", "--mv-backend", help="auto | pshuman | prior."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    device: str = Device,
     seed: int = typer.Option(0, "--seed"),
     views: int = typer.Option(3, "--views", help="Input photos per mesh, evenly spaced in azimuth."),
     photo_size: int = typer.Option(768, "--photo-size", help="Height of the input photos in pixels."),
@@ -159,7 +164,6 @@ def bench_cmd(
     """Benchmark reconstruction on a folder of ground-truth meshes (DRPose's protocol, Tables 1 and 2)."""
     import sys
 
-    from human3d.config import resolve_device
     from human3d.eval.bench import Benchmark, BenchSettings
 
     configure_logging(quiet, False)
@@ -167,12 +171,11 @@ def bench_cmd(
         raise UsageError("--views must be at least 1")
     if limit is not None and limit < 1:
         raise UsageError("--limit must be at least 1")
-    resolve_device(device)
+    evaluation = _eval_settings(align, threshold, points, gt_height, appearance, size, seed, "auto", device)
     settings = BenchSettings(
         preset=preset, backend=mv_backend, device=device, seed=seed,
         weights_dir=str(weights_dir) if weights_dir else None, views=views, photo_height=photo_size, limit=limit,
-        overrides=parse_overrides(overrides),
-        evaluation=_eval_settings(align, threshold, points, gt_height, appearance, size, seed, "auto"))
+        overrides=parse_overrides(overrides), evaluation=evaluation)
     lpips_model, note = _lpips(appearance, lpips_dir, weights_dir, allow_pickle)
     say = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
     summary = Benchmark(settings, lpips_model=lpips_model, lpips_note=note, on_message=say).run(folder, output)

@@ -20,15 +20,18 @@ def render(
     frames: int = typer.Option(60, "--frames", help="Frames in one turn (1 to 3600)."),
     fps: int = typer.Option(30, "--fps", help="Frames per second of the video (1 to 120)."),
     size: int = typer.Option(512, "--size", help="Frame size in pixels (16 to 4096)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda: where the rasterizer runs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
     """Render a mesh: a turntable video and/or a still image."""
+    from human3d.config import resolve_device
     from human3d.io.atomic import atomic_write_bytes
     from human3d.io.meshes import png_bytes, read_mesh
     from human3d.render.turntable import render_views, write_turntable
 
     _check_options(mesh, turntable, image, azimuth, frames, fps, size, overwrite)
+    dev = resolve_device(device)
     m = read_mesh(mesh)
     check_renderable(m, mesh)
     if mesh.suffix.lower() == ".glb":
@@ -38,11 +41,11 @@ def render(
         if skin is not None and len(skin.weights) == len(m.vertices):
             m.skin = skin  # a rigged GLB with a clip: the turntable plays it
     if image is not None:
-        frame = next(render_views(m, [azimuth], size))
+        frame = next(render_views(m, [azimuth], size, device=dev))
         atomic_write_bytes(image, png_bytes(frame), overwrite=overwrite)
         print(f"wrote {image}")
     if turntable is not None:
-        write_turntable(m, turntable, frames=frames, resolution=size, fps=fps, overwrite=overwrite)
+        write_turntable(m, turntable, frames=frames, resolution=size, fps=fps, overwrite=overwrite, device=dev)
         print(f"wrote {turntable}")
 
 

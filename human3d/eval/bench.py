@@ -14,7 +14,6 @@ settings reuses them (a scores file carries a key of everything it depends on).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -29,14 +28,13 @@ from human3d import __version__
 from human3d.cameras import rotation_world_to_camera
 from human3d.errors import BadInputError, Human3DError, InternalError, UsageError
 from human3d.eval.metrics import EvalSettings, evaluate, json_safe, render_albedo
-from human3d.io.digest import file_digest
+from human3d.io.digest import file_digest, json_digest
 from human3d.types import TexturedMesh
 
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
-#: Failures that concern the whole setup (a stage, weights or backend missing or damaged, memory), not one mesh: they
-#: stop the run.
-FATAL = ("StageNotAvailableError", "MissingWeightsError", "CorruptWeightsError", "MissingBackendError", "UsageError",
-         "OutOfMemoryError")
+#: Failures that concern the whole setup (weights, a package or a device missing or damaged, memory), not one mesh:
+#: they stop the run.
+FATAL = ("MissingWeightsError", "CorruptWeightsError", "MissingBackendError", "UsageError", "OutOfMemoryError")
 
 #: reconstruct(photo, output_mesh, work_dir) -> info (timings, backends, warnings); writes ``output_mesh``.
 ReconstructFn = Callable[[Path, Path, Path], dict[str, Any]]
@@ -177,10 +175,6 @@ def pipeline_reconstructor(settings: BenchSettings, on_event: Callable[[Any], No
     return run
 
 
-def _digest(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 # -- the run ------------------------------------------------------------------------------------------------------
 class Benchmark:
     """Runs the protocol over a folder; ``reconstruct`` defaults to the pipeline with the settings' preset."""
@@ -203,7 +197,7 @@ class Benchmark:
                  "seed": s.seed, "photo_height": s.photo_height, "weights_dir": s.weights_dir,
                  "overrides": s.overrides}
         score = {"recon": recon, "eval": dataclasses.asdict(s.evaluation), "lpips": self.lpips_model is not None}
-        return _digest(recon), _digest(score)
+        return json_digest(recon)[:16], json_digest(score)[:16]
 
     def run_mesh(self, gt_path: Path, out_dir: Path) -> MeshResult:
         from human3d.io.atomic import atomic_write_bytes, atomic_write_text

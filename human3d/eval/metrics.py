@@ -256,19 +256,20 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def appearance_scores(pred: TexturedMesh, pred_vertices: np.ndarray, gt: TexturedMesh, gt_vertices: np.ndarray, *,
                       azimuths: tuple[float, ...] = EVAL_AZIMUTHS, resolution: int = 512, lpips_model: Any = None,
-                      lpips_note: str = "", renderer: str = "auto") -> AppearanceScores:
+                      lpips_note: str = "", renderer: str = "auto", device: str = "cpu") -> AppearanceScores:
     """PSNR / SSIM / LPIPS between renders of two aligned meshes (vertices in metres, one frame).
 
     The framing comes from the ground truth alone (its bounding box, 5% margin) and is shared by both renders.
     ``lpips_model``: a loaded :class:`~human3d.eval.lpips.LPIPS`, or None (then LPIPS is None with ``lpips_note``).
+    device: where the renders run (a resolved device, not 'auto').
     """
     gt_v = np.asarray(gt_vertices, np.float64)
     centre = _bbox_centre(gt_v)
     gt_c, pred_c = gt_v - centre, np.asarray(pred_vertices, np.float64) - centre
     radius = float(np.max(np.linalg.norm(gt_c[:, [0, 2]], axis=1)))
     half = 1.05 * max(float(np.abs(gt_c[:, 1]).max()), radius, 1e-6)
-    img_p, _ = render_albedo(pred, pred_c, azimuths, resolution, half, renderer)
-    img_g, _ = render_albedo(gt, gt_c, azimuths, resolution, half, renderer)
+    img_p, _ = render_albedo(pred, pred_c, azimuths, resolution, half, renderer, device=device)
+    img_g, _ = render_albedo(gt, gt_c, azimuths, resolution, half, renderer, device=device)
     psnrs = [psnr(p, g) for p, g in zip(img_p, img_g)]
     # the summary PSNR is that of the mean squared error over all views, so one identical view (a sphere seen
     # along its offset) does not make the mean infinite
@@ -309,6 +310,8 @@ class EvalSettings:
     azimuths: tuple[float, ...] = EVAL_AZIMUTHS
     seed: int = 0
     renderer: str = "auto"
+    device: str = "auto"
+    """auto | cpu | cuda: where the appearance renders run (resolved like ``reconstruct --device``)."""
 
 
 @dataclass
@@ -359,7 +362,10 @@ def evaluate(pred: TexturedMesh, gt: TexturedMesh, settings: EvalSettings | None
                                seed=s.seed)
     appearance = None
     if s.appearance:
+        from human3d.config import resolve_device
+
         appearance = appearance_scores(pred, pred_m, gt, gt_m, azimuths=tuple(s.azimuths), resolution=s.resolution,
-                                       lpips_model=lpips_model, lpips_note=lpips_note, renderer=s.renderer)
+                                       lpips_model=lpips_model, lpips_note=lpips_note, renderer=s.renderer,
+                                       device=resolve_device(s.device))
     return EvalResult(geometry=geometry, appearance=appearance, alignment=s.alignment,
                       transform=np.asarray(m).tolist(), metric_scale=float(k), gt_height_m=float(height_m))

@@ -1,4 +1,4 @@
-"""Pure functions on triangle meshes: edge tables, normals, Laplacians, surface sampling.
+"""Pure functions on triangle meshes: edge tables, normals, welding, Laplacians, surface sampling.
 
 A mesh is ``vertices`` (V, 3) and ``faces`` (F, 3) integer indices, counter-clockwise seen from outside. Functions
 that the differentiable parts of the pipeline need accept numpy arrays or torch tensors and return the same kind
@@ -128,6 +128,20 @@ def _angle_weighted_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(acc, axis=1, keepdims=True)
     out = np.where(norm > 1e-20, acc / np.maximum(norm, 1e-30), np.array([0.0, 1.0, 0.0]))
     return out.astype(np.float32)
+
+
+# -- welding -------------------------------------------------------------------------------------------------------
+def weld(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy: merge the vertices that share a position (the copies a UV unwrap splits along its seams): ((U, 3) the
+    distinct positions, (F, 3) the faces on them, (V,) the position of each vertex: ``welded[index] == vertices``).
+
+    Positions are compared exactly (``==``: -0.0 equals 0.0, NaN equals nothing): a seam's copies are bit-identical,
+    while a tolerance would also merge distinct vertices that lie close and could split two that straddle a
+    rounding step.
+    """
+    welded, index = np.unique(np.asarray(vertices), axis=0, return_inverse=True)
+    index = index.reshape(-1)
+    return welded, index[np.asarray(faces, np.int64)], index
 
 
 # -- Laplacians ---------------------------------------------------------------------------------------------------

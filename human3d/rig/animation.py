@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from human3d.rig.rest_pose import aim
+from human3d.ops.rotation import min_rotation
 
 CLIPS = ("none", "idle", "walk", "wave")
 #: Duration of one loop of each clip (seconds) and keyframes per second.
@@ -114,7 +114,8 @@ def _frame(clip: str, t: float, parents: np.ndarray, bind_joints: np.ndarray, bo
                 else:  # aim the bone (as the parent carried it) toward a direction in the body's axes
                     bone = _unit(parent_q @ (bind_joints[children[role]] - bind_joints[j]))
                     goal = (1 - amount) * bone + amount * _unit(body_axes @ value)
-                    world[j] = (aim(bone, goal) if np.linalg.norm(goal) > 1e-6 else np.eye(3)) @ parent_q
+                    turn = min_rotation(bone, goal).as_matrix() if np.linalg.norm(goal) > 1e-6 else np.eye(3)
+                    world[j] = turn @ parent_q
                 local[j] = parent_q.T @ world[j]
             else:
                 world[j] = parent_q

@@ -10,25 +10,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from human3d.ops.rotation import min_rotation
 from human3d.rig.skeleton import FittedSkeleton, apply_points, pose_transforms, posed_joints
 
 REST_POSES = ("photo", "a-pose", "t-pose")
 #: Arm elevation of each standard pose (degrees above the horizontal).
 ARM_ELEVATION_DEG = {"t-pose": 0.0, "a-pose": -45.0}
-
-
-def aim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(3, 3) the smallest rotation turning direction ``a`` onto direction ``b``."""
-    a = a / np.linalg.norm(a)
-    b = b / np.linalg.norm(b)
-    axis = np.cross(a, b)
-    n = float(np.linalg.norm(axis))
-    if n < 1e-9:
-        if float(a @ b) > 0:
-            return np.eye(3)
-        perp = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
-        return Rotation.from_rotvec(perp / np.linalg.norm(perp) * np.pi).as_matrix()
-    return Rotation.from_rotvec(axis / n * np.arctan2(n, float(a @ b))).as_matrix()
 
 
 def standard_pose(skel: FittedSkeleton, rest_pose: str) -> dict[str, np.ndarray]:
@@ -39,8 +26,9 @@ def standard_pose(skel: FittedSkeleton, rest_pose: str) -> dict[str, np.ndarray]
     for side, sign in (("left", 1.0), ("right", -1.0)):
         s, e, w = (skel.pivots[f"{side}_{k}"] for k in ("shoulder", "elbow", "wrist"))
         target = np.array([sign * np.cos(elevation), np.sin(elevation), 0.0])
-        r_s = aim(j0[e] - j0[s], target)
-        r_e_world = aim(r_s @ (j0[w] - j0[e]), target)  # straighten the forearm along the upper arm
+        r_s = min_rotation(j0[e] - j0[s], target).as_matrix()
+        # straighten the forearm along the upper arm
+        r_e_world = min_rotation(r_s @ (j0[w] - j0[e]), target).as_matrix()
         pose[f"{side}_shoulder"] = Rotation.from_matrix(r_s).as_rotvec()
         pose[f"{side}_elbow"] = Rotation.from_matrix(r_s.T @ r_e_world @ r_s).as_rotvec()
     return pose

@@ -30,6 +30,7 @@ from human3d.ops.mesh import (
     face_sides,
     inverse_length_laplacian,
     vertex_normals,
+    weld,
 )
 
 #: Barycentric coordinates of the points sampled on every body triangle (closest-point search on samples).
@@ -47,14 +48,6 @@ class TransferResult:
     cut: np.ndarray | None = None
     """(F,) bool: faces bridging body parts that never touch on the body (a hand fused to a thigh by carving)."""
     report: dict[str, float] = field(default_factory=dict)
-
-
-def weld(vertices: np.ndarray, faces: np.ndarray, decimals: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merge vertices at the same position (UV seams split them): (unique vertices, faces on them, (V,) map)."""
-    key = np.round(vertices / max(float(np.ptp(vertices)), 1e-12), decimals)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    return vertices[first], inverse[faces], inverse
 
 
 def closest_body_points(body_vertices: np.ndarray, body_faces: np.ndarray, points: np.ndarray,

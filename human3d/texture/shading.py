@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from human3d.ops.mesh import vertex_normals
-
-
-def weld_by_position(vertices: np.ndarray) -> np.ndarray:
-    """(V, 3) vertices -> (V,) index of each vertex's position among the unique positions (exact equality: the
-    split copies of a vertex are bit-identical copies)."""
-    _, inverse = np.unique(np.asarray(vertices), axis=0, return_inverse=True)
-    return inverse.reshape(-1)
+from human3d.ops.mesh import vertex_normals, weld
 
 
 def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """(V, 3) unit normals of the welded mesh, the same for every split copy of a position (no seam shows)."""
-    weld = weld_by_position(vertices)
-    welded_v = np.zeros((int(weld.max()) + 1, 3), np.float64)
-    welded_v[weld] = vertices
-    return vertex_normals(welded_v, weld[np.asarray(faces, np.int64)], weighting="angle")[weld]
+    welded, welded_faces, index = weld(np.asarray(vertices, np.float64), faces)
+    return vertex_normals(welded, welded_faces, weighting="angle")[index]
 
 
 def vertex_tangents(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray) -> np.ndarray:

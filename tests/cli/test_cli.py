@@ -75,22 +75,22 @@ def t_segment(image, cfg, ctx):
 
 
 @pytest.fixture
-def two_stage_pipeline(monkeypatch):
+def two_stage_pipeline(monkeypatch, stage_needing_a_package):
     stages = (
         StageSpec("load", f"{__name__}:t_load", (), "input", LoadedImage, "load image"),
         StageSpec("segment", f"{__name__}:t_segment", ("load",), "segment", Cutout, "segment person"),
-        StageSpec("body", "human3d.stage_that_does_not_exist:fit", ("segment",), "body", Cutout, "fit body"),
+        StageSpec("body", stage_needing_a_package, ("segment",), "body", Cutout, "fit body"),
     )
     monkeypatch.setattr(pipeline, "STAGES", stages)
 
 
-def test_single_input_stops_at_missing_stage_with_exit_4_and_no_output(tmp_path, two_stage_pipeline):
+def test_single_input_stops_at_a_missing_package_with_exit_4_and_no_output(tmp_path, two_stage_pipeline):
     photo = tmp_path / "p.png"
     photo.write_bytes(b"ok")
     out = tmp_path / "p.glb"
     r = runner.invoke(app, ["reconstruct", str(photo), "-o", str(out)])
     assert r.exit_code == 4
-    assert r.stderr.strip().splitlines()[-1].startswith("error: the 'fit body' stage is not available")
+    assert r.stderr.strip().splitlines()[-1].startswith("error: the 'fit body' stage needs the Python package")
     assert "Traceback" not in r.output and not out.exists()
 
 

@@ -47,11 +47,11 @@ def _no_calls_yet():
 
 
 @pytest.fixture
-def spy_pipeline(monkeypatch):
+def spy_pipeline(monkeypatch, stage_needing_a_package):
     monkeypatch.setattr(pipeline, "STAGES", (
         StageSpec("load", f"{__name__}:spy_load", (), "input", LoadedImage, "load image"),
         StageSpec("segment", f"{__name__}:spy_segment", ("load",), "segment", Cutout, "segment person"),
-        StageSpec("body", "human3d.stage_that_does_not_exist:fit", ("segment",), "body", Cutout, "fit body"),
+        StageSpec("body", stage_needing_a_package, ("segment",), "body", Cutout, "fit body"),
     ))
 
 
@@ -176,7 +176,7 @@ def test_asked_backend_without_its_weights_is_exit_4_before_any_stage(tmp_path, 
 
 def test_other_format_suffix_with_format_is_accepted(tmp_path, spy_pipeline, photo):
     r = runner.invoke(app, ["reconstruct", str(photo), "-o", str(tmp_path / "out.xyz"), "--format", "glb"])
-    assert r.exit_code == 4 and "fit body" in r.stderr.splitlines()[-1]  # it ran: the missing test stage stops it
+    assert r.exit_code == 4 and "fit body" in r.stderr.splitlines()[-1]  # it ran: the test stage missing a package stops it
     assert CALLS == ["load", "segment"]
 
 

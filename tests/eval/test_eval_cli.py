@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from human3d.cli import app
@@ -47,3 +48,46 @@ def test_eval_errors_are_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 4 and "LPIPS weights not found" in res.stderr
     res = _runner().invoke(app, ["bench", str(tmp_path / "nowhere")])
     assert res.exit_code == 2 and "not a folder" in res.stderr
+
+
+def test_eval_device_reaches_the_renders_and_is_checked_before_any_work(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    import human3d.eval.metrics as metrics
+
+    gt = tmp_path / "gt.ply"
+    export_mesh(sphere(0.5, subdivisions=2, color=(180, 90, 40)), gt)
+    seen: list[str] = []
+    real = metrics.render_albedo
+
+    def spy(*args, device, **kwargs):
+        seen.append(device)
+        return real(*args, device=device, **kwargs)
+
+    monkeypatch.setattr(metrics, "render_albedo", spy)
+    res = _runner().invoke(app, ["eval", str(gt), str(gt), "--json", "--points", "500", "--size", "32",
+                                 "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert seen == ["cpu", "cpu"] and json.loads(res.stdout)["appearance"]["psnr"] == "inf"
+    seen.clear()
+    res = _runner().invoke(app, ["eval", str(tmp_path / "missing.glb"), str(gt), "--device", "tpu"])
+    assert res.exit_code == 2 and "unknown device 'tpu'" in res.stderr  # before the missing mesh is noticed
+    if not torch.cuda.is_available():
+        res = _runner().invoke(app, ["eval", str(gt), str(gt), "--device", "cuda"])
+        assert res.exit_code == 4 and "no CUDA GPU" in res.stderr
+    assert seen == []
+
+
+@pytest.mark.cuda
+def test_eval_on_cuda_agrees_with_the_cpu(tmp_path: Path) -> None:
+    gt, pred = tmp_path / "gt.ply", tmp_path / "pred.ply"
+    export_mesh(sphere(0.5, subdivisions=3, color=(180, 90, 40)), gt)
+    export_mesh(sphere(0.5, subdivisions=3, color=(150, 90, 40)), pred)
+    scores = {}
+    for device in ("cpu", "cuda"):
+        res = _runner().invoke(app, ["eval", str(pred), str(gt), "--json", "--points", "2000", "--size", "64",
+                                     "--device", device])
+        assert res.exit_code == 0, res.output
+        scores[device] = json.loads(res.stdout)
+    assert scores["cpu"]["geometry"] == scores["cuda"]["geometry"]  # geometry does not render
+    assert abs(scores["cpu"]["appearance"]["psnr"] - scores["cuda"]["appearance"]["psnr"]) < 1.0

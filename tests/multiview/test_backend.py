@@ -8,7 +8,7 @@ import pytest
 
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
-from human3d.errors import MissingWeightsError, StageNotAvailableError, UsageError
+from human3d.errors import MissingBackendError, MissingWeightsError, UsageError
 from human3d.multiview import choose_backend, generate_views
 from human3d.multiview.pshuman import background_masks, generate_pshuman_views, views_to_multiview
 from human3d.ops.image import encode_normals
@@ -67,20 +67,45 @@ def test_pshuman_backend_on_a_tiny_pipeline(tmp_path):
     np.testing.assert_array_equal(again.masks, a.masks)
 
 
+def _place_pshuman_weights(weights_dir):
+    """Files where PSHuman's weights go, enough for them to be found (not loaded)."""
+    from human3d.weights import ASSETS
+
+    asset = ASSETS["pshuman"]
+    for rel in (*asset.required, *(group[0] for group in asset.any_of)):
+        (weights_dir / "pshuman" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (weights_dir / "pshuman" / rel).write_text("{}")
+    return weights_dir
+
+
 def test_backend_choice(tmp_path):
     empty = StageContext(weights_dir=tmp_path)
     assert choose_backend(MultiViewConfig(backend="auto"), empty) in ("prior", "pshuman")
     with pytest.raises(UsageError):
         choose_backend(MultiViewConfig(backend="magic"), empty)
-    weights = tmp_path / "pshuman"
-    from human3d.weights import ASSETS
-
-    asset = ASSETS["pshuman"]
-    for rel in (*asset.required, *(group[0] for group in asset.any_of)):
-        (weights / rel).parent.mkdir(parents=True, exist_ok=True)
-        (weights / rel).write_text("{}")
+    _place_pshuman_weights(tmp_path)
     assert choose_backend(MultiViewConfig(), StageContext(weights_dir=tmp_path, device="cuda")) == "pshuman"
     assert choose_backend(MultiViewConfig(), StageContext(weights_dir=tmp_path, device="cpu")) == "prior"
+
+
+def test_without_diffusers_pshuman_is_refused_and_auto_says_why_it_takes_the_prior(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import human3d.multiview as stage
+
+    weights = _place_pshuman_weights(tmp_path)  # weights and a GPU: only the missing package stands in the way
+    real = stage.importlib.util.find_spec
+    monkeypatch.setattr(stage.importlib.util, "find_spec", lambda name, *a: None if name == "diffusers"
+                        else real(name, *a))
+    assert stage.missing_diffusion_packages() == ["diffusers"]
+    with pytest.raises(MissingBackendError, match=r"needs diffusers, which is not installed: pip install "
+                                                  r"'human3d\[diffusion\]'") as err:
+        choose_backend(MultiViewConfig(backend="pshuman"), StageContext(weights_dir=weights, device="cuda"))
+    assert err.value.exit_code == 4
+    with caplog.at_level(logging.INFO, logger="human3d"):
+        assert choose_backend(MultiViewConfig(), StageContext(weights_dir=weights, device="cuda")) == "prior"
+    assert "diffusers not installed" in caplog.text
+    assert choose_backend(MultiViewConfig(backend="prior"), StageContext(weights_dir=weights)) == "prior"
 
 
 def test_pshuman_without_weights_is_a_missing_weights_error(tmp_path, monkeypatch):
@@ -90,22 +115,6 @@ def test_pshuman_without_weights_is_a_missing_weights_error(tmp_path, monkeypatc
     with pytest.raises(MissingWeightsError) as err:
         generate_views(_framed(), None, MultiViewConfig(backend="pshuman"), StageContext(weights_dir=tmp_path))
     assert err.value.exit_code == 4 and "pshuman" in str(err.value)
-
-
-def test_prior_backend_absent_is_reported(tmp_path, monkeypatch):
-    import human3d.multiview as stage
-
-    real_import = stage.importlib.import_module
-
-    def without_prior(name, *args):
-        if name == "human3d.multiview.prior":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return real_import(name, *args)
-
-    monkeypatch.setattr(stage.importlib, "import_module", without_prior)
-    monkeypatch.setattr("human3d.weights._hf_cache_folder", lambda asset: None)
-    with pytest.raises(StageNotAvailableError, match="prior"):
-        generate_views(_framed(), None, MultiViewConfig(backend="auto"), StageContext(weights_dir=tmp_path))
 
 
 # -- the generated views' masks: rembg asked for -> its error; auto -> which one and why, logged -------------------

@@ -153,3 +153,30 @@ def test_sample_surface_is_uniform_by_area_and_on_the_surface():
         ops.sample_surface(v, np.array([[0, 0, 0]]), 10)
     with pytest.raises(UsageError):
         ops.sample_surface(v, f, 0)
+
+
+def _naive_same_position(v: np.ndarray) -> list[list[bool]]:
+    return [[bool(np.all(a == b)) for b in v] for a in v]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weld_merges_exactly_the_copies_of_a_position(dtype):
+    v, f = _tiny()
+    rng = np.random.default_rng(3)
+    # a UV seam: 12 vertices split into copies that some faces use instead, three of them twice; -0.0 beside 0.0
+    copied = rng.choice(len(v) - 1, 12, replace=False)
+    v = np.vstack([v, v[copied], v[copied[:3]], [[0.0, 7.0, 0.0], [-0.0, 7.0, 0.0]]]).astype(dtype)
+    f = f.copy()
+    for k, c in enumerate(copied):
+        users = np.nonzero(f == c)
+        f[users[0][::2], users[1][::2]] = len(v) - 17 + k
+    # ...and a vertex a step of float precision away from another one: a different position, kept apart
+    v = np.vstack([v, np.nextafter(v[:1], np.asarray(np.inf, dtype))])
+    welded, welded_faces, index = ops.weld(v, f)
+    same = _naive_same_position(v)
+    for i in range(len(v)):
+        for j in range(len(v)):
+            assert (index[i] == index[j]) == same[i][j], (i, j)
+    assert len(welded) == len({tuple(row) for row in v.tolist()}) == len(v) - 12 - 3 - 1
+    assert welded.dtype == dtype and np.array_equal(welded[index], v)
+    assert np.array_equal(welded[welded_faces], v[f]) and welded_faces.shape == f.shape
