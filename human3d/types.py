@@ -116,6 +116,11 @@ class Cutout(StageResult):
     warnings: list[str] = field(default_factory=list)
 
 
+def canvas_to_source(xy: np.ndarray, scale: float, offset: Any) -> np.ndarray:
+    """(..., 2) canvas pixel coordinates -> pixels of the image mapped by canvas = scale * pixel + offset."""
+    return (np.asarray(xy, dtype=np.float64) - np.asarray(offset)) / scale
+
+
 @dataclass
 class FrontPhoto(StageResult):
     """The front view at the photo's own resolution, for colour: the photo around the person and its mask.
@@ -133,7 +138,7 @@ class FrontPhoto(StageResult):
 
     def canvas_to_photo(self, xy: np.ndarray) -> np.ndarray:
         """(..., 2) canvas pixel coordinates -> pixel coordinates of ``rgb``."""
-        return (np.asarray(xy, dtype=np.float64) - np.asarray(self.offset)) / self.scale
+        return canvas_to_source(xy, self.scale, self.offset)
 
 
 @dataclass
@@ -166,7 +171,7 @@ class Framed(StageResult):
 
     def canvas_to_photo(self, xy: np.ndarray) -> np.ndarray:
         """(..., 2) canvas pixel coordinates -> photo pixel coordinates."""
-        return (np.asarray(xy, dtype=np.float64) - np.asarray(self.offset)) / self.scale
+        return canvas_to_source(xy, self.scale, self.offset)
 
 
 @dataclass
