@@ -25,13 +25,16 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from human3d.body.hands import HAND_KEYPOINTS, HAND_WRIST, Hand, detect_hands
 from human3d.body.keypoints import (
     KEYPOINT_WEIGHTS,
+    MIRROR,
     Landmarks,
     canonical_to_pixels,
     detect_landmarks,
     face_visible,
     facing_camera,
+    pixels_to_canonical,
     turned_around,
 )
 from human3d.body.models import ARTICULATED_JOINTS, KEYPOINT_NAMES, BodyModel, BodyOutput, load_body_model
@@ -82,7 +85,8 @@ class Observations:
     mask: (R, R) bool; keypoints: (K, 2) canonical x, y in the order of ``models.KEYPOINT_NAMES`` or None;
     confidence: (K,) in [0, 1]; world: (K, 3) metric 3D landmarks in canonical axes (or None);
     open_region: (R, R) bool pixels beyond a photo edge that cut the person (the body may continue there) or None;
-    facing: "camera" or "away" (the person's front toward or away from the camera) when the landmarks tell.
+    facing: "camera" or "away" (the person's front toward or away from the camera) when the landmarks tell;
+    hand_keypoints: indices of the keypoints a hand model set (their 3D directions from the wrist count).
     """
 
     mask: np.ndarray
@@ -91,6 +95,7 @@ class Observations:
     world: np.ndarray | None = None
     open_region: np.ndarray | None = None
     facing: str | None = None
+    hand_keypoints: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def resolution(self) -> int:
@@ -158,12 +163,14 @@ def fit_body(framed: Framed, cfg: BodyConfig, ctx: StageContext) -> BodyFit:
     model = load_body_model(cfg.model, ctx.device, ctx.weights_dir, ctx)
     ctx.progress(0.05, "detecting landmarks")
     landmarks = detect_landmarks(framed.rgb)
-    obs = observations_from_framed(framed, landmarks, ctx)
+    hands = detect_hands(framed.rgb, landmarks) if landmarks is not None else {}
+    obs = observations_from_framed(framed, landmarks, ctx, hands)
     settings = FitSettings(iterations=cfg.iterations)
     with torch_threads(cfg.threads if torch.device(ctx.device).type == "cpu" else 0):
         result = fit_observations(model, obs, settings, ctx, height_m=cfg.height_m)
     result.report["seconds"] = round(time.perf_counter() - t0, 3)
     result.report["landmarks"] = landmarks is not None
+    result.report["hands"] = sorted(hands)
     if obs.facing is not None:
         result.report["facing"] = obs.facing
     if cfg.height_m is None:
@@ -202,8 +209,10 @@ def _trusted_height(result: FitResult, ctx: StageContext) -> float:
     return default
 
 
-def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: StageContext) -> Observations:
-    """Turn the framed canvas and its landmarks into :class:`Observations`, warning about what is missing."""
+def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: StageContext,
+                             hands: dict[str, Hand] | None = None) -> Observations:
+    """Turn the framed canvas, its landmarks and hands (:func:`~human3d.body.hands.detect_hands`, by the subject's
+    side) into :class:`Observations`, warning about what is missing."""
     r = framed.resolution
     open_region = _cut_edges(framed)
     if landmarks is None:
@@ -221,9 +230,31 @@ def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: S
                  "rest of the body follows the pose prior")
     if not np.isfinite(world).all():
         return Observations(mask=framed.mask.astype(bool), keypoints=xy, confidence=conf, open_region=open_region)
+    xy, conf, world, hand_kp = with_hands(xy, conf, world, hands or {}, r)
+    toward = facing_camera(world) > 0.0
     xy, conf, world, facing = _decide_facing(framed.rgb, landmarks, xy, conf, world, ctx)
+    if toward and facing == "away":  # turned around: the hand points moved to their partners' names
+        hand_kp = MIRROR[hand_kp]
     return Observations(mask=framed.mask.astype(bool), keypoints=xy, confidence=conf, world=world,
-                        open_region=open_region, facing=facing)
+                        open_region=open_region, facing=facing, hand_keypoints=hand_kp)
+
+
+def with_hands(xy: np.ndarray, conf: np.ndarray, world: np.ndarray, hands: dict[str, Hand], resolution: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The model-order landmarks (K, 2), (K,), (K, 3) with each found hand's knuckles in place of the pose's hand
+    points (2D from the hand's pixels, 3D as the wrist's world point plus the hand's metric wrist-to-knuckle
+    vectors), and the indices of the keypoints so set."""
+    xy, conf, world = xy.copy(), conf.copy(), world.copy()
+    done: list[int] = []
+    for side, hand in hands.items():
+        wrist = KP[f"{side}_wrist"]
+        for suffix, h in HAND_KEYPOINTS.items():
+            k = KP[f"{side}_{suffix}"]
+            xy[k] = pixels_to_canonical(hand.pixels[h], resolution)
+            conf[k] = hand.score
+            world[k] = world[wrist] + hand.world[h] - hand.world[HAND_WRIST]
+            done.append(k)
+    return xy, conf, world, np.array(sorted(done), dtype=np.int64)
 
 
 def _decide_facing(rgb: np.ndarray, landmarks: Landmarks, xy: np.ndarray, conf: np.ndarray, world: np.ndarray,
@@ -477,13 +508,17 @@ class _Targets:
     pose_w: float
 
 
-def _segment_targets(world: np.ndarray | None, conf: np.ndarray, device: torch.device, feet: bool = True
-                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _segment_targets(world: np.ndarray | None, conf: np.ndarray, device: torch.device, feet: bool = True,
+                     hand_keypoints: np.ndarray | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(S, 2) keypoint index pairs and (S, 3) unit directions of the limb segments the world landmarks show
-    (without the feet unless ``feet``)."""
+    (without the feet unless ``feet``; with wrist-to-knuckle segments for the ``hand_keypoints`` a hand set)."""
     if world is None:
         return None, None
     seg = [(KP[a], KP[b]) for a, b in SEGMENTS if feet or not a.endswith("_heel")]
+    for k in () if hand_keypoints is None else hand_keypoints:
+        name = KEYPOINT_NAMES[k]
+        if not name.endswith("_thumb"):
+            seg.append((KP[name.split("_")[0] + "_wrist"], int(k)))
     d = np.array([world[b] - world[a] for a, b in seg])
     ok = np.array([min(conf[a], conf[b]) >= VISIBLE for a, b in seg]) & (np.linalg.norm(d, axis=1) > 1e-6)
     if not ok.any():
@@ -615,7 +650,7 @@ def _fit_targets(obs: Observations, conf: np.ndarray, have_kp: bool, settings: F
         kp_w = torch.as_tensor(w / max(w.sum(), 1e-6), dtype=torch.float32, device=device)
     prior_w = torch.tensor([POSE_PRIOR[j] for j in BALLS], dtype=torch.float32, device=device)
     feet = settings.world_feet and obs.facing != "away"
-    seg_idx, seg_dirs = _segment_targets(obs.world if have_kp else None, conf, device, feet)
+    seg_idx, seg_dirs = _segment_targets(obs.world if have_kp else None, conf, device, feet, obs.hand_keypoints)
     return _Targets(kp_t, kp_w, seg_idx, seg_dirs, prior_w, settings.w_pose * (1.0 if have_kp else 30.0))
 
 

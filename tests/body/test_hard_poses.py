@@ -92,3 +92,14 @@ def test_shared_photo_fits_match_their_masks(anny_model, name):
     assert fit.report["mask_iou"] == pytest.approx(mask_iou(render_mask(fit.vertices, fit.faces, 384), framed.mask),
                                                    abs=1e-3)
     assert fit.report["mask_iou_body"] <= fit.report["mask_iou"]
+    if "marta" in name:  # her raised open hands: both found, the fitted knuckles on the hand model's
+        from human3d.body.hands import HAND_KEYPOINTS, detect_hands
+        from human3d.body.keypoints import canonical_to_pixels, detect_landmarks
+
+        assert fit.report["hands"] == ["left", "right"]
+        hands = detect_hands(framed.rgb, detect_landmarks(framed.rgb))
+        kp = fit.params["keypoints"]
+        for side, hand in hands.items():
+            for suffix in ("index", "pinky"):
+                got = canonical_to_pixels(np.array(kp[f"{side}_{suffix}"][:2]), 384)
+                assert np.linalg.norm(got - hand.pixels[HAND_KEYPOINTS[suffix]]) < 0.03 * 384
