@@ -163,14 +163,17 @@ def fit_body(framed: Framed, cfg: BodyConfig, ctx: StageContext) -> BodyFit:
     model = load_body_model(cfg.model, ctx.device, ctx.weights_dir, ctx)
     ctx.progress(0.05, "detecting landmarks")
     landmarks = detect_landmarks(framed.rgb)
+    t_hands = time.perf_counter()
     hands = detect_hands(framed.rgb, landmarks) if landmarks is not None else {}
+    t_hands = time.perf_counter() - t_hands
     obs = observations_from_framed(framed, landmarks, ctx, hands)
-    settings = FitSettings(iterations=cfg.iterations)
+    settings = FitSettings(iterations=cfg.iterations, offset_share=FitSettings.offset_share if cfg.clothing else 0.0)
     with torch_threads(cfg.threads if torch.device(ctx.device).type == "cpu" else 0):
         result = fit_observations(model, obs, settings, ctx, height_m=cfg.height_m)
     result.report["seconds"] = round(time.perf_counter() - t0, 3)
     result.report["landmarks"] = landmarks is not None
     result.report["hands"] = sorted(hands)
+    result.report["seconds_hands"] = round(t_hands, 3)
     if obs.facing is not None:
         result.report["facing"] = obs.facing
     if cfg.height_m is None:
@@ -632,7 +635,9 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
     result = _finish(posed, model, obs, conf if have_kp else None, height_m)
     if n_offsets:
         ctx.progress(0.9, "fitting clothing and hair")
+        t0 = time.perf_counter()
         _add_offsets(result, model, obs, target, dataclasses.replace(settings.offsets, steps=n_offsets))
+        result.report["seconds_offsets"] = round(time.perf_counter() - t0, 3)
     result.report["start"] = name
     result.report["starts_loss"] = {t[0]: round(t[2], 4) for t in tried}
     return result
@@ -707,12 +712,18 @@ def _refine(posed: _Posed, model: BodyModel, tg: _Targets, target: SilhouetteTar
 def _add_offsets(result: FitResult, model: BodyModel, obs: Observations, target: SilhouetteTarget,
                  settings: OffsetSettings) -> None:
     """Clothing and hair offsets on ``result``'s body (in place): the vertices move out along their normals, the
-    mask IoU is the clothed surface's, and ``mask_iou_body`` keeps the body's alone."""
+    mask IoU is the clothed surface's, and ``mask_iou_body`` keeps the body's alone. Offsets that would match the
+    mask worse than the bare body are dropped."""
     offsets = fit_offsets(result.vertices.astype(np.float64), model.faces, target, settings)
     normals = vertex_normals(result.vertices.astype(np.float64), model.faces)
-    result.vertices = (result.vertices + offsets[:, None] * normals).astype(np.float32)
+    clothed = (result.vertices + offsets[:, None] * normals).astype(np.float32)
+    iou = _mask_iou(clothed, model.faces, obs)
     result.report["mask_iou_body"] = result.report["mask_iou"]
-    result.report["mask_iou"] = _mask_iou(result.vertices, model.faces, obs)
+    if iou < result.report["mask_iou"]:  # kept only when they match the photo better than the body did
+        offsets[:] = 0.0
+    else:
+        result.vertices = clothed
+        result.report["mask_iou"] = iou
     result.report["offsets_max"] = round(float(offsets.max()), 4)
     result.report["offsets_mean"] = round(float(offsets.mean()), 5)
 
