@@ -10,7 +10,8 @@ and the RGBA cutouts in ../shared/data/photos (when present), put on white and f
 (its cache build, on a cold machine, is reported separately).
 
 Columns (renders, whose ground truth is known):
-  IoU -- the fit's silhouette against the person mask;
+  IoU -- the fit's silhouette (its surface: the body with its clothing and hair offsets) against the person mask;
+  body IoU -- the same for the body model's surface alone (before the offsets);
   joints mm -- mean 3D keypoint error after a similarity (Procrustes) alignment, in metres of the true body;
   depth wrong -- of the limbs (upper/lower arms and legs) that clearly point toward or away from the camera in
     truth (|dz| > 25% of their length), the fraction whose fitted direction points the other way;
@@ -170,8 +171,8 @@ def main() -> None:
 
     from human3d.body.fit import fit_body
 
-    print("\n| input | seconds | IoU | joints mm | depth wrong | facing deg | bent back | height m | height % |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| input | seconds | IoU | body IoU | joints mm | depth wrong | facing deg | bent back | height m | height % |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     times, ious, errs, sheet = [], [], [], []
     for name, framed, truth in inputs:
         t = time.perf_counter()
@@ -191,7 +192,8 @@ def main() -> None:
             facing = angle_diff(heading_deg(pred), heading_deg(body.keypoints))
             cells = [f"{err:.0f}", f"{wrong}/{considered}", f"{facing:.0f}",
                      f"{100 * (fit.height_m - true_height) / true_height:+.1f}"]
-        print(f"| {name} | {dt:.1f} | {fit.report['mask_iou']:.3f} | {cells[0]} | {cells[1]} | {cells[2]} | {bent} "
+        body_iou = fit.report.get("mask_iou_body", fit.report["mask_iou"])
+        print(f"| {name} | {dt:.1f} | {fit.report['mask_iou']:.3f} | {body_iou:.3f} | {cells[0]} | {cells[1]} | {cells[2]} | {bent} "
               f"| {fit.height_m:.2f} | {cells[3]} |", flush=True)
         if args.sheet is not None:
             r = 256

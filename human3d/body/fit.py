@@ -13,6 +13,7 @@ and translation from the 2D landmarks by least squares.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -24,17 +25,29 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from human3d.body.hands import HAND_KEYPOINTS, HAND_WRIST, Hand, detect_hands
 from human3d.body.keypoints import (
     KEYPOINT_WEIGHTS,
+    MIRROR,
     Landmarks,
     canonical_to_pixels,
     detect_landmarks,
     face_visible,
     facing_camera,
+    pixels_to_canonical,
     turned_around,
 )
 from human3d.body.models import ARTICULATED_JOINTS, KEYPOINT_NAMES, BodyModel, BodyOutput, load_body_model
-from human3d.body.silhouette import mask_iou, prepare_silhouette, render_mask, silhouette_band, silhouette_loss
+from human3d.body.offsets import OffsetSettings, fit_offsets, vertex_normals
+from human3d.body.silhouette import (
+    SilhouetteBand,
+    SilhouetteTarget,
+    mask_iou,
+    prepare_silhouette,
+    render_mask,
+    silhouette_band,
+    silhouette_loss,
+)
 from human3d.config import BodyConfig
 from human3d.context import StageContext, log, torch_threads
 from human3d.errors import BadInputError
@@ -72,7 +85,8 @@ class Observations:
     mask: (R, R) bool; keypoints: (K, 2) canonical x, y in the order of ``models.KEYPOINT_NAMES`` or None;
     confidence: (K,) in [0, 1]; world: (K, 3) metric 3D landmarks in canonical axes (or None);
     open_region: (R, R) bool pixels beyond a photo edge that cut the person (the body may continue there) or None;
-    facing: "camera" or "away" (the person's front toward or away from the camera) when the landmarks tell.
+    facing: "camera" or "away" (the person's front toward or away from the camera) when the landmarks tell;
+    hand_keypoints: indices of the keypoints a hand model set (their 3D directions from the wrist count).
     """
 
     mask: np.ndarray
@@ -81,6 +95,7 @@ class Observations:
     world: np.ndarray | None = None
     open_region: np.ndarray | None = None
     facing: str | None = None
+    hand_keypoints: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def resolution(self) -> int:
@@ -114,6 +129,11 @@ class FitSettings:
     w_pose: float = 1e-3
     w_hinge: float = 1.0
     w_shape: float = 2e-4
+    offset_share: float = 0.15
+    """Share of the iterations spent on clothing and hair offsets after the body (:mod:`human3d.body.offsets`);
+    0 leaves the surface the body model's."""
+    offsets: OffsetSettings = field(default_factory=OffsetSettings)
+    """The offsets' own knobs (their ``steps`` is set from ``offset_share``)."""
 
 
 @dataclass
@@ -144,12 +164,17 @@ def fit_body(framed: Framed, cfg: BodyConfig, ctx: StageContext) -> BodyFit:
     model = load_body_model(cfg.model, ctx.device, ctx.weights_dir, ctx)
     ctx.progress(0.05, "detecting landmarks")
     landmarks = detect_landmarks(framed.rgb)
-    obs = observations_from_framed(framed, landmarks, ctx)
-    settings = FitSettings(iterations=cfg.iterations)
+    t_hands = time.perf_counter()
+    hands = detect_hands(framed.rgb, landmarks) if landmarks is not None else {}
+    t_hands = time.perf_counter() - t_hands
+    obs = observations_from_framed(framed, landmarks, ctx, hands)
+    settings = FitSettings(iterations=cfg.iterations, offset_share=FitSettings.offset_share if cfg.clothing else 0.0)
     with torch_threads(cfg.threads if torch.device(ctx.device).type == "cpu" else 0):
         result = fit_observations(model, obs, settings, ctx, height_m=cfg.height_m)
     result.report["seconds"] = round(time.perf_counter() - t0, 3)
     result.report["landmarks"] = landmarks is not None
+    result.report["hands"] = sorted(hands)
+    result.report["seconds_hands"] = round(t_hands, 3)
     if obs.facing is not None:
         result.report["facing"] = obs.facing
     if cfg.height_m is None:
@@ -173,7 +198,8 @@ def _trusted_height(result: FitResult, ctx: StageContext) -> float:
     warning); records which in ``report["height_source"]``."""
     from human3d.config import ExportConfig
 
-    iou = float(result.report.get("mask_iou", 0.0))
+    # the height is the body's, not its clothes': judged by the body's own match when clothing offsets were added
+    iou = float(result.report.get("mask_iou_body", result.report.get("mask_iou", 0.0)))
     lo, hi = PLAUSIBLE_HEIGHT_M
     if iou >= HEIGHT_MIN_IOU and lo <= result.height_m <= hi:
         result.report["height_source"] = "fit"
@@ -187,8 +213,10 @@ def _trusted_height(result: FitResult, ctx: StageContext) -> float:
     return default
 
 
-def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: StageContext) -> Observations:
-    """Turn the framed canvas and its landmarks into :class:`Observations`, warning about what is missing."""
+def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: StageContext,
+                             hands: dict[str, Hand] | None = None) -> Observations:
+    """Turn the framed canvas, its landmarks and hands (:func:`~human3d.body.hands.detect_hands`, by the subject's
+    side) into :class:`Observations`, warning about what is missing."""
     r = framed.resolution
     open_region = _cut_edges(framed)
     if landmarks is None:
@@ -206,9 +234,31 @@ def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: S
                  "rest of the body follows the pose prior")
     if not np.isfinite(world).all():
         return Observations(mask=framed.mask.astype(bool), keypoints=xy, confidence=conf, open_region=open_region)
+    xy, conf, world, hand_kp = with_hands(xy, conf, world, hands or {}, r)
+    toward = facing_camera(world) > 0.0
     xy, conf, world, facing = _decide_facing(framed.rgb, landmarks, xy, conf, world, ctx)
+    if toward and facing == "away":  # turned around: the hand points moved to their partners' names
+        hand_kp = MIRROR[hand_kp]
     return Observations(mask=framed.mask.astype(bool), keypoints=xy, confidence=conf, world=world,
-                        open_region=open_region, facing=facing)
+                        open_region=open_region, facing=facing, hand_keypoints=hand_kp)
+
+
+def with_hands(xy: np.ndarray, conf: np.ndarray, world: np.ndarray, hands: dict[str, Hand], resolution: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The model-order landmarks (K, 2), (K,), (K, 3) with each found hand's knuckles in place of the pose's hand
+    points (2D from the hand's pixels, 3D as the wrist's world point plus the hand's metric wrist-to-knuckle
+    vectors), and the indices of the keypoints so set."""
+    xy, conf, world = xy.copy(), conf.copy(), world.copy()
+    done: list[int] = []
+    for side, hand in hands.items():
+        wrist = KP[f"{side}_wrist"]
+        for suffix, h in HAND_KEYPOINTS.items():
+            k = KP[f"{side}_{suffix}"]
+            xy[k] = pixels_to_canonical(hand.pixels[h], resolution)
+            conf[k] = hand.score
+            world[k] = world[wrist] + hand.world[h] - hand.world[HAND_WRIST]
+            done.append(k)
+    return xy, conf, world, np.array(sorted(done), dtype=np.int64)
 
 
 def _decide_facing(rgb: np.ndarray, landmarks: Landmarks, xy: np.ndarray, conf: np.ndarray, world: np.ndarray,
@@ -462,13 +512,17 @@ class _Targets:
     pose_w: float
 
 
-def _segment_targets(world: np.ndarray | None, conf: np.ndarray, device: torch.device, feet: bool = True
-                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _segment_targets(world: np.ndarray | None, conf: np.ndarray, device: torch.device, feet: bool = True,
+                     hand_keypoints: np.ndarray | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(S, 2) keypoint index pairs and (S, 3) unit directions of the limb segments the world landmarks show
-    (without the feet unless ``feet``)."""
+    (without the feet unless ``feet``; with wrist-to-knuckle segments for the ``hand_keypoints`` a hand set)."""
     if world is None:
         return None, None
     seg = [(KP[a], KP[b]) for a, b in SEGMENTS if feet or not a.endswith("_heel")]
+    for k in () if hand_keypoints is None else hand_keypoints:
+        name = KEYPOINT_NAMES[k]
+        if not name.endswith("_thumb"):
+            seg.append((KP[name.split("_")[0] + "_wrist"], int(k)))
     d = np.array([world[b] - world[a] for a, b in seg])
     ok = np.array([min(conf[a], conf[b]) >= VISIBLE for a, b in seg]) & (np.linalg.norm(d, axis=1) > 1e-6)
     if not ok.any():
@@ -554,61 +608,89 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
     """Optimise ``model`` to ``obs``; returns the canonical-frame body and a fit report.
 
     Several starts (:func:`_hypotheses`) are warmed up on the keypoints; the one with the lowest loss goes on with
-    the silhouette. Raises BadInputError when the mask is empty (nothing to fit).
+    the silhouette; clothing and hair offsets (:mod:`human3d.body.offsets`) finish the surface. Raises
+    BadInputError when the mask is empty (nothing to fit).
     """
     if not obs.mask.any():
         raise BadInputError("the person mask is empty, so there is no body to fit; check the segmentation")
     device = torch.device(ctx.device)
-    r = obs.resolution
     with torch.no_grad():
         rest = model.forward({}, model.shape_mean[None].float().to(device))
     rest_kp = rest.keypoints[0].cpu().numpy().astype(np.float64)
-
     have_kp = obs.keypoints is not None and obs.confidence is not None and float(obs.confidence.max()) >= VISIBLE
     conf = obs.confidence.astype(np.float64) if have_kp else np.zeros(len(KEYPOINT_NAMES))
-    target = prepare_silhouette(obs.mask, obs.open_region, min(settings.silhouette_resolution, r), device)
-    faces_all = model.faces
+    target = prepare_silhouette(obs.mask, obs.open_region, min(settings.silhouette_resolution, obs.resolution),
+                                device)
+    tg = _fit_targets(obs, conf, have_kp, settings, device)
+
+    n_it = max(int(settings.iterations), 1)
+    n_offsets = int(round(settings.offset_share * n_it)) if n_it >= 10 else 0
+    n_body = n_it - n_offsets
+    warmup = int(0.3 * n_body) if have_kp else 0
+    # --- warm-up: every start on the keypoints (cheap: only the keypoints' vertices are posed); the best goes on
+    tried = [(h[0], *_warm_up(model, rest, rest_kp, obs, conf, tg, settings, warmup // 2, h, device))
+             for h in _hypotheses(obs, conf, have_kp)]
+    name, posed, _ = min(tried, key=lambda t: t[2])
+    _refine(posed, model, tg, target, settings, (warmup // 2, warmup, n_body), ctx)
+
+    result = _finish(posed, model, obs, conf if have_kp else None, height_m)
+    if n_offsets:
+        ctx.progress(0.9, "fitting clothing and hair")
+        t0 = time.perf_counter()
+        _add_offsets(result, model, obs, target, dataclasses.replace(settings.offsets, steps=n_offsets))
+        result.report["seconds_offsets"] = round(time.perf_counter() - t0, 3)
+    result.report["start"] = name
+    result.report["starts_loss"] = {t[0]: round(t[2], 4) for t in tried}
+    return result
+
+
+def _fit_targets(obs: Observations, conf: np.ndarray, have_kp: bool, settings: FitSettings,
+                 device: torch.device) -> _Targets:
+    """The loss's targets from the observations: visible keypoints (weights normalised), 3D limb directions, and
+    the pose prior's weights (30x stronger without landmarks: then only the silhouette speaks, so the pose stays
+    near the rest pose)."""
     kp_t = kp_w = None
     if have_kp:
         kp_t = torch.as_tensor(obs.keypoints, dtype=torch.float32, device=device)
         w = np.where(conf >= VISIBLE, conf, 0.0) * KEYPOINT_WEIGHTS
         kp_w = torch.as_tensor(w / max(w.sum(), 1e-6), dtype=torch.float32, device=device)
     prior_w = torch.tensor([POSE_PRIOR[j] for j in BALLS], dtype=torch.float32, device=device)
-    # without landmarks only the silhouette speaks: keep the pose near the rest pose
     feet = settings.world_feet and obs.facing != "away"
-    seg_idx, seg_dirs = _segment_targets(obs.world if have_kp else None, conf, device, feet)
-    tg = _Targets(kp_t, kp_w, seg_idx, seg_dirs, prior_w, settings.w_pose * (1.0 if have_kp else 30.0))
+    seg_idx, seg_dirs = _segment_targets(obs.world if have_kp else None, conf, device, feet, obs.hand_keypoints)
+    return _Targets(kp_t, kp_w, seg_idx, seg_dirs, prior_w, settings.w_pose * (1.0 if have_kp else 30.0))
 
-    n_it = max(int(settings.iterations), 1)
-    warmup = int(0.3 * n_it) if have_kp else 0
-    # --- warm-up: every start on the keypoints (cheap: only the keypoints' vertices are posed); the best goes on
-    tried = [(h[0], *_warm_up(model, rest, rest_kp, obs, conf, tg, settings, warmup // 2, h, device))
-             for h in _hypotheses(obs, conf, have_kp)]
-    name, posed, _ = min(tried, key=lambda t: t[2])
-    report_starts = {t[0]: round(t[2], 4) for t in tried}
 
-    # --- the rest of the warm-up with the shape free, then the silhouette joins
+def _band_model(posed: _Posed, model: BodyModel, target: SilhouetteTarget, band_px: float
+                ) -> tuple[SilhouetteBand, torch.Tensor]:
+    """Select the silhouette band of the current body and make ``posed`` evaluate only its vertices (plus the
+    keypoints'); returns the band and its faces (F_a, 3) indexed into that vertex subset."""
+    faces_all = model.faces
+    with torch.no_grad():
+        full = posed.forward(model)
+    band = silhouette_band(full.vertices[0, :, :2].cpu().numpy(), faces_all, target, band_px)
+    small = model.subset(np.unique(faces_all[band.faces]))
+    position = np.full(len(full.vertices[0]), -1, dtype=np.int64)
+    position[small.subset_index] = np.arange(len(small.subset_index))
+    posed.model = small
+    return band, torch.as_tensor(position[faces_all[band.faces]], device=posed.device)
+
+
+def _refine(posed: _Posed, model: BodyModel, tg: _Targets, target: SilhouetteTarget, settings: FitSettings,
+            steps: tuple[int, int, int], ctx: StageContext) -> None:
+    """The rest of the warm-up with the shape free, then the silhouette joins: iterations ``start`` to ``end``
+    of ``steps`` = (start, warmup, end), the silhouette on from ``warmup`` (ramped in over 10% of the run)."""
+    start, warmup, n_it = steps
     opt = torch.optim.Adam([
         {"params": [posed.ball, posed.hinge, posed.glob], "lr": settings.lr},
         {"params": [posed.log_scale, posed.trans], "lr": settings.lr * 0.3},
         {"params": [posed.shape], "lr": settings.lr * 0.5},
     ])
-    start = warmup // 2
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, n_it - start), eta_min=settings.lr * 0.05)
-    bounds = model.shape_bounds
-    band = None
+    band = band_faces = None
     for it in range(start, n_it):
         silhouette_on = it >= warmup
         if silhouette_on and (band is None or (it - warmup) % settings.band_refresh == 0):
-            with torch.no_grad():
-                full = posed.forward(model)
-            band = silhouette_band(full.vertices[0, :, :2].cpu().numpy(), faces_all, target, settings.band_px)
-            used = np.unique(faces_all[band.faces])
-            small = model.subset(used)
-            position = np.full(len(rest.vertices[0]), -1, dtype=np.int64)
-            position[small.subset_index] = np.arange(len(small.subset_index))
-            band_faces = torch.as_tensor(position[faces_all[band.faces]], device=device)
-            posed.model = small
+            band, band_faces = _band_model(posed, model, target, settings.band_px)
         opt.zero_grad(set_to_none=True)
         body = posed.forward()
         late = (it - warmup) / max(1, n_it - warmup) if silhouette_on else 0.0
@@ -621,16 +703,38 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
         loss.backward()
         opt.step()
         sched.step()
-        if bounds is not None:
+        if model.shape_bounds is not None:
             with torch.no_grad():
-                posed.shape.clamp_(*bounds)
+                posed.shape.clamp_(*model.shape_bounds)
         if it % 20 == 0:
-            ctx.progress(0.1 + 0.85 * it / n_it, f"fitting body {it}/{n_it}")
+            ctx.progress(0.1 + 0.8 * it / n_it, f"fitting body {it}/{n_it}")
 
-    result = _finish(posed, model, obs, conf if have_kp else None, height_m)
-    result.report["start"] = name
-    result.report["starts_loss"] = report_starts
-    return result
+
+def _add_offsets(result: FitResult, model: BodyModel, obs: Observations, target: SilhouetteTarget,
+                 settings: OffsetSettings) -> None:
+    """Clothing and hair offsets on ``result``'s body (in place): the vertices move out along their normals, the
+    mask IoU is the clothed surface's, and ``mask_iou_body`` keeps the body's alone. Offsets that would match the
+    mask worse than the bare body are dropped."""
+    offsets = fit_offsets(result.vertices.astype(np.float64), model.faces, target, settings)
+    normals = vertex_normals(result.vertices.astype(np.float64), model.faces)
+    clothed = (result.vertices + offsets[:, None] * normals).astype(np.float32)
+    iou = _mask_iou(clothed, model.faces, obs)
+    result.report["mask_iou_body"] = result.report["mask_iou"]
+    if iou < result.report["mask_iou"]:  # kept only when they match the photo better than the body did
+        offsets[:] = 0.0
+    else:
+        result.vertices = clothed
+        result.report["mask_iou"] = iou
+    result.report["offsets_max"] = round(float(offsets.max()), 4)
+    result.report["offsets_mean"] = round(float(offsets.mean()), 5)
+
+
+def _mask_iou(vertices: np.ndarray, faces: np.ndarray, obs: Observations) -> float:
+    """Mask IoU of the body's front silhouette and the person's mask (beyond a photo edge that cut the person,
+    the body's pixels count as the person's)."""
+    mask = render_mask(vertices, faces, obs.resolution)
+    person = obs.mask if obs.open_region is None else obs.mask | (mask & obs.open_region)
+    return round(mask_iou(mask, person), 4)
 
 
 def _finish(posed: _Posed, model: BodyModel, obs: Observations, conf: np.ndarray | None,
@@ -651,9 +755,7 @@ def _finish(posed: _Posed, model: BodyModel, obs: Observations, conf: np.ndarray
     sv = standing.vertices[0].cpu().numpy()
     model_height = float(sv[:, 1].max() - sv[:, 1].min())
     scale = float(torch.exp(posed.log_scale.detach()))
-    report: dict[str, Any] = {"model": model.name}
-    mask = render_mask(v, model.faces, r)
-    report["mask_iou"] = round(mask_iou(mask, obs.mask if obs.open_region is None else obs.mask | (mask & obs.open_region)), 4)
+    report: dict[str, Any] = {"model": model.name, "mask_iou": _mask_iou(v, model.faces, obs)}
     if conf is not None and obs.keypoints is not None:
         seen = conf >= VISIBLE
         e = np.linalg.norm(kp[seen, :2] - obs.keypoints[seen], axis=1) * (r / 2.0)

@@ -80,6 +80,9 @@ def test_known_height_is_reported(anny_model):
     _, framed = _framed_body(anny_model, resolution=256)
     fit = fit_body(framed, BodyConfig(model="anny", iterations=10, height_m=1.82), StageContext())
     assert fit.height_m == pytest.approx(1.82)
+    assert fit.report["mask_iou_body"] <= fit.report["mask_iou"]  # clothing offsets on by default
+    bare = fit_body(framed, BodyConfig(model="anny", iterations=10, clothing=False), StageContext())
+    assert "mask_iou_body" not in bare.report and "seconds_offsets" not in bare.report
 
 
 def test_no_landmarks_fits_the_silhouette_with_a_warning(anny_model):

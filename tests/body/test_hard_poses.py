@@ -12,6 +12,7 @@ import pytest
 from human3d.body.fit import HEIGHT_MIN_IOU, FitResult, _trusted_height, fit_body, mirrored_limbs
 from human3d.body.keypoints import facing_camera, turned_around
 from human3d.body.models import KEYPOINT_NAMES
+from human3d.body.silhouette import mask_iou, render_mask
 from human3d.body.synthetic import make_body, random_pose, shaded_image
 from human3d.config import BodyConfig, ExportConfig
 from human3d.context import StageContext
@@ -75,9 +76,9 @@ def test_height_only_from_a_fit_that_matched(iou, height, trusted):
     assert bool(ctx.warnings) != trusted
 
 
-# The costumed child (pexels-marta-wave: pointed hat, baggy suit, mid-jump) reaches mask IoU ~0.72 only, short of
-# 0.85; benchmarks/body_fit.py reports it.
-@pytest.mark.parametrize("name", ["pexels-barbara-olsen-7869640.png"])
+# The costumed child (pexels-marta-wave: pointed hat, baggy suit, mid-jump): the body alone reaches ~0.70, its
+# clothing and hair offsets the rest; the height stays the body's, judged by the body's own match.
+@pytest.mark.parametrize("name", ["pexels-barbara-olsen-7869640.png", "pexels-marta-wave-6437749.png"])
 def test_shared_photo_fits_match_their_masks(anny_model, name):
     from PIL import Image
 
@@ -87,3 +88,18 @@ def test_shared_photo_fits_match_their_masks(anny_model, name):
     framed = frame_rgba(rgba, 384)
     fit = fit_body(framed, BodyConfig(model="anny", iterations=120), StageContext())
     assert fit.report["mask_iou"] >= 0.85
+    # the IoU is the fitted surface's own silhouette against the person's mask
+    assert fit.report["mask_iou"] == pytest.approx(mask_iou(render_mask(fit.vertices, fit.faces, 384), framed.mask),
+                                                   abs=1e-3)
+    assert fit.report["mask_iou_body"] <= fit.report["mask_iou"]
+    if "marta" in name:  # her raised open hands: both found, the fitted knuckles on the hand model's
+        from human3d.body.hands import HAND_KEYPOINTS, detect_hands
+        from human3d.body.keypoints import canonical_to_pixels, detect_landmarks
+
+        assert fit.report["hands"] == ["left", "right"]
+        hands = detect_hands(framed.rgb, detect_landmarks(framed.rgb))
+        kp = fit.params["keypoints"]
+        for side, hand in hands.items():
+            for suffix in ("index", "pinky"):
+                got = canonical_to_pixels(np.array(kp[f"{side}_{suffix}"][:2]), 384)
+                assert np.linalg.norm(got - hand.pixels[HAND_KEYPOINTS[suffix]]) < 0.03 * 384

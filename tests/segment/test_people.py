@@ -128,3 +128,47 @@ def test_a_neighbours_limb_is_cut():
     people = [Person((5, 5, 45, 35), 0.3, 1.0, 0.8, a), Person((28, 5, 55, 35), 0.3, 1.0, 0.8, b)]
     own = own_probability(people, 0)
     assert (own[15:20, 30:45] == 0).all() and (own[5:35, 5:28] > 0.5).all()
+
+
+def test_person_2_is_reconstructed_end_to_end(three_people, tmp_path):
+    """``reconstruct --person 2`` through the CLI (fast preset, short settings): the warning lists all three, and
+    what is reconstructed is the middle person (arms crossed), not the default pick nor a neighbour."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from human3d.body.models import KEYPOINT_NAMES
+    from human3d.cli import app
+    from human3d.types import BodyFit, Cutout, Framed
+
+    photo, boxes = three_people
+    path = tmp_path / "three.png"
+    Image.fromarray(photo).save(path)
+    work = tmp_path / "work"
+    short = ["frame.resolution=256", "body.iterations=40", "multiview.resolution=256", "carve.resolution=128",
+             "carve.iterations=4", "carve.edge_length_pixels=4", "carve.body_refine_resolution=64",
+             "carve.body_refine_steps=5", "carve.coarse_levels=0", "texture.texture_size=256"]
+    args = ["reconstruct", str(path), "-o", str(tmp_path / "two.glb"), "--person", "2", "--preset", "fast",
+            "--device", "cpu", "--work-dir", str(work), "--no-rig", "--json"]
+    res = CliRunner().invoke(app, args + [a for s in short for a in ("--set", s)])
+    assert res.exit_code == 0, res.output
+    item = json.JSONDecoder().raw_decode(res.output[res.output.index("{"):])[0]["items"][0]
+    (warning,) = [w for w in item["warnings"] if "several people" in w]
+    assert "reconstructing person 2" in warning and all(f"{i}: box" in warning for i in (1, 2, 3))
+    assert (tmp_path / "two.glb").stat().st_size > 10_000
+    # the cutout and the canvas it was framed on are the second person's
+    cut = Cutout.load(next(work.glob("*_segment")))
+    x0, _, x1, _ = boxes[1]
+    assert x0 <= _centre_x(cut.mask) <= x1 and not cut.mask[:, : boxes[0][2]].any()
+    framed = Framed.load(next(work.glob("*_frame")))
+    centre = framed.canvas_to_photo(np.array([framed.resolution / 2, framed.resolution / 2]))
+    assert x0 <= centre[0] <= x1
+    # and the body fitted to it has its arms crossed: both wrists in front of the chest, between the shoulders and
+    # above the hips (the neighbours' hang at their sides or spread out)
+    fit = BodyFit.load(next(work.glob("*_body")))
+    kp = {n: np.array(p) for n, p in fit.params["keypoints"].items()}
+    assert set(kp) == set(KEYPOINT_NAMES) and fit.report["mask_iou"] > 0.85
+    for side in ("left", "right"):
+        wrist = kp[f"{side}_wrist"]
+        assert kp["right_shoulder"][0] < wrist[0] < kp["left_shoulder"][0]
+        assert wrist[1] > max(kp["left_hip"][1], kp["right_hip"][1]) and wrist[2] > kp["left_hip"][2]
