@@ -51,6 +51,7 @@ from human3d.body.silhouette import (
 from human3d.config import BodyConfig
 from human3d.context import StageContext, log, torch_threads
 from human3d.errors import BadInputError
+from human3d.ops.rotation import min_rotation
 from human3d.types import BodyFit, Framed
 
 KP = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
@@ -405,20 +406,6 @@ def _angle(a: np.ndarray, b: np.ndarray) -> float:
     return math.acos(min(1.0, max(-1.0, c)))
 
 
-def _min_rotation(a: np.ndarray, b: np.ndarray) -> Rotation:
-    """The smallest rotation taking direction ``a`` to direction ``b``."""
-    a = a / np.linalg.norm(a)
-    b = b / np.linalg.norm(b)
-    axis = np.cross(a, b)
-    n = np.linalg.norm(axis)
-    if n < 1e-9:
-        if np.dot(a, b) > 0:
-            return Rotation.identity()
-        perp = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
-        return Rotation.from_rotvec(perp / np.linalg.norm(perp) * math.pi)
-    return Rotation.from_rotvec(axis / n * math.atan2(n, float(np.dot(a, b))))
-
-
 def _torso_frame(kp: np.ndarray) -> np.ndarray:
     """(3, 3) columns: the body's left (+X), up (+Y) and forward (+Z) directions from hips and shoulders."""
     x = (kp[KP["left_hip"]] - kp[KP["right_hip"]]) + (kp[KP["left_shoulder"]] - kp[KP["right_shoulder"]])
@@ -449,7 +436,7 @@ def _initial_pose(posed: _Posed, rest_kp: np.ndarray, world: np.ndarray, conf: n
                 continue
             u0, l0 = rest_kp[b] - rest_kp[a], rest_kp[c] - rest_kp[b]
             u, lt = local[b] - local[a], local[c] - local[b]
-            r1 = _min_rotation(u0, u)
+            r1 = min_rotation(u0, u)
             hj = f"{side}_{hinge_j}"
             phi = 0.0
             if conf[c] >= 0.2:
