@@ -12,6 +12,8 @@ the head from the front's hair), never the colour of another part that covers it
    through the body -- when that photo pixel is a source of the same part; else the mean of the part's nearest
    sources, with distances stretched along the part's axis so the match keeps the height along the part (the
    head is round: the back of the head takes the nearest hair or hat around the face).
+   Seen from behind, the torso's points look up the front torso nearer its sides (same row, same side; then
+   blurred, mostly across): the back of a garment is like its sides, not like its front's opening, buttons or print.
 4. Seams between parts and between those two cases are blended.
 """
 
@@ -25,7 +27,17 @@ import torch
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from human3d.body.parts import FACE, HEAD, NECK, PART_NAMES, SHIRT_PARTS, TROUSER_PARTS, part_palette, vertex_parts
+from human3d.body.parts import (
+    FACE,
+    HEAD,
+    NECK,
+    PART_NAMES,
+    SHIRT_PARTS,
+    TORSO,
+    TROUSER_PARTS,
+    part_palette,
+    vertex_parts,
+)
 from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, OrthoCamera
 from human3d.context import StageContext
 from human3d.render import get_rasterizer
@@ -48,7 +60,7 @@ _FALLBACK: dict[str, str] = {
 _SKIN_PARTS = (FACE, PART_NAMES.index("hand_l"), PART_NAMES.index("hand_r"))
 _COVERED_PARTS = (HEAD, *(PART_NAMES.index(p) for p in SHIRT_PARTS + TROUSER_PARTS))
 #: Neighbouring parts one piece of clothing usually spans: a pixel of one may take the photo's colour straight from
-#: the other when the other covers it in the photo (a hand, a face or a forearm never lends its colour this way).
+#: the other when the other covers it in the photo (a hand or a face never lends its colour to another part).
 _ADJACENT: tuple[tuple[str, str], ...] = (
     ("hips", "torso"), ("hips", "upper_leg_l"), ("hips", "upper_leg_r"), ("upper_leg_l", "lower_leg_l"),
     ("upper_leg_r", "lower_leg_r"), ("upper_arm_l", "forearm_l"), ("upper_arm_r", "forearm_r"),
@@ -77,9 +89,12 @@ class RegionSettings:
     neighbours: int = 6
     """Sources averaged for an unseen pixel."""
     skin_chroma: float = 0.04
-    """Chromaticity distance within which a pixel counts as skin-coloured (see :func:`skin_like`)."""
+    """Chromaticity distance within which a pixel counts as skin-coloured (see :func:`skin_colored`)."""
     skin_brightness: tuple[float, float] = (0.55, 1.6)
     """Brightness range, relative to the skin's, of a skin-coloured pixel."""
+    back_band: float = 0.35
+    """The back of the torso takes its colours from this outer fraction of each half of the front torso's width in
+    the same row (the back of a garment looks like its sides, not like its front's opening, buttons or print)."""
     seam_px: float = 2.0
     """Width (Gaussian sigma) of the blend across seams."""
     min_sources: int = 12
@@ -212,13 +227,14 @@ class PartSources:
     trees: dict[int, tuple[cKDTree, np.ndarray, np.ndarray]]
 
     def resolve(self, part: int) -> int | None:
-        """``part`` when it has sources, else the first part of its fallback chain that has; None when none."""
+        """``part`` when it has sources, else the first part of its fallback chain that has, else the part with
+        the most sources; None when there are none at all."""
         name = PART_NAMES[part]
         for _ in range(len(PART_NAMES)):
             if PART_NAMES.index(name) in self.trees:
                 return PART_NAMES.index(name)
             name = _FALLBACK[name]
-        return None
+        return max(self.trees, key=lambda p: len(self.trees[p][2])) if self.trees else None
 
 
 def front_sources(labels: np.ndarray, rgb: np.ndarray, s: RegionSettings) -> PartSources:
@@ -264,6 +280,41 @@ def match_colors(xy: np.ndarray, parts: np.ndarray, src: PartSources, rgb: np.nd
         w = 1.0 / (d + 1.0)
         out[sel] = (cols[i] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
     return out, direct
+
+
+def toward_sides(xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, band: float) -> np.ndarray:
+    """Front pixel coordinates (N, 2) of torso points seen from behind, moved out toward the torso's sides in their
+    row: the torso's half-width maps onto its outer ``band`` (mirrored side and height kept). labels: (R, R)."""
+    torso = labels == TORSO
+    r = labels.shape[0]
+    iy = np.clip(np.floor(xy[:, 1]).astype(np.int64), 0, r - 1)
+    sel = (parts == TORSO) & torso[iy].any(1)
+    if not sel.any() or band >= 1.0:
+        return xy
+    rows = np.nonzero(torso.any(1))[0]
+    lo = np.interp(np.arange(r), rows, np.argmax(torso[rows], 1))  # rows without torso: from their neighbours
+    hi = np.interp(np.arange(r), rows, r - np.argmax(torso[rows, ::-1], 1))
+    lo, hi = ndimage.median_filter(lo, 9, mode="nearest"), ndimage.median_filter(hi, 9, mode="nearest")
+    centre, half = 0.5 * (lo + hi)[iy[sel]], np.maximum(0.5 * (hi - lo)[iy[sel]], 1.0)
+    t = np.clip((xy[sel, 0] - centre) / half, -1.0, 1.0)
+    out = xy.copy()
+    out[sel, 0] = centre + np.where(t >= 0, 1.0, -1.0) * (1.0 - band * (1.0 - np.abs(t))) * half
+    return out
+
+
+def smooth_region(image: np.ndarray, region: np.ndarray, sigma_px: tuple[float, float]) -> np.ndarray:
+    """(R, R, 3) ``image`` with the pixels of ``region`` blurred among themselves by a Gaussian of (rows, columns)
+    sigmas ``sigma_px``: the back of the torso, looked up on the front's sides row by row, as plain fabric."""
+    if not region.any():
+        return image
+    rows, cols = box(region, int(3 * max(sigma_px)) + 1)
+    m = region[rows, cols].astype(np.float32)
+    img = image[rows, cols]
+    blurred = ndimage.gaussian_filter(img * m[..., None], (*sigma_px, 0))
+    blurred /= np.maximum(ndimage.gaussian_filter(m, sigma_px), 1e-6)[..., None]
+    out = image.copy()
+    out[rows, cols] = np.where(m[..., None] > 0, blurred, img)
+    return out
 
 
 def blend_seams(image: np.ndarray, mask: np.ndarray, key: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -334,9 +385,14 @@ def region_colors(photo: np.ndarray, silhouette: np.ndarray, body: BodyFit, part
         if not len(points):
             continue
         p = parts[nearest_vertex.query(points)[1]]
-        cols, direct = match_colors(front.project(points)[0], p, src, photo, s)
+        xy = front.project(points)[0]
+        if cam.direction[2] < -0.9:  # a view from behind
+            xy = toward_sides(xy, p, src.labels, s.back_band)
+        cols, direct = match_colors(xy, p, src, photo, s)
         colors[b][mask] = cols
         labels[b][mask] = p
+        if cam.direction[2] < -0.9:
+            colors[b] = smooth_region(colors[b], labels[b] == TORSO, (s.seam_px, 2.0 * s.seam_px))
         key = np.full((r, r), -1, np.int64)
         key[mask] = 2 * p + direct
         colors[b] = blend_seams(colors[b], mask, key, s.seam_px)
