@@ -293,7 +293,7 @@ def toward_sides(xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, band: fl
         return xy
     rows = np.nonzero(torso.any(1))[0]
     lo = np.interp(np.arange(r), rows, np.argmax(torso[rows], 1))  # rows without torso: from their neighbours
-    hi = np.interp(np.arange(r), rows, r - np.argmax(torso[rows, ::-1], 1))
+    hi = np.interp(np.arange(r), rows, labels.shape[1] - np.argmax(torso[rows, ::-1], 1))
     lo, hi = ndimage.median_filter(lo, 9, mode="nearest"), ndimage.median_filter(hi, 9, mode="nearest")
     centre, half = 0.5 * (lo + hi)[iy[sel]], np.maximum(0.5 * (hi - lo)[iy[sel]], 1.0)
     t = np.clip((xy[sel, 0] - centre) / half, -1.0, 1.0)

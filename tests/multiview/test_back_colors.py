@@ -18,7 +18,9 @@ from human3d.multiview.back_colors import (
     label_boundaries,
     match_colors,
     skin_colored,
+    smooth_region,
     source_core,
+    toward_sides,
     usable_sources,
     view_points,
 )
@@ -100,6 +102,29 @@ def test_seams_are_blended_and_the_rest_is_kept():
     out = blend_seams(img, mask, key, sigma_px=1.5)
     assert 0.2 < out[10, 9, 0] < 0.8 and 0.2 < out[10, 10, 0] < 0.8
     assert out[10, 1, 0] == 0.0 and out[10, 18, 0] == 1.0
+
+
+def test_the_back_of_the_torso_looks_up_the_front_torsos_sides_in_its_row():
+    labels = np.full((10, 40), -1, np.int16)
+    labels[:, 10:30] = TORSO  # columns 10..29: centre 20, half-width 10
+    xy = np.array([[20.0, 5.5], [15.0, 5.5], [25.0, 5.5], [30.0, 5.5], [20.0, 5.5]])
+    parts = np.array([TORSO, TORSO, TORSO, TORSO, HAND])
+    out = toward_sides(xy, parts, labels, band=0.3)
+    assert abs(out[0, 0] - 27.0) < 1e-6  # the centre goes 70% of the way out (to the subject's side it was on)
+    assert out[1, 0] < 20 - 7 and out[2, 0] > 20 + 7  # each side stays on its side
+    assert abs(out[3, 0] - 30.0) < 1e-6 and (out[:, 1] == xy[:, 1]).all()  # the rim and the rows stay
+    assert out[4, 0] == 20.0  # other parts are not moved
+
+
+def test_smoothing_a_region_keeps_its_mean_and_leaves_the_rest():
+    rng = np.random.default_rng(0)
+    img = rng.random((30, 30, 3)).astype(np.float32)
+    region = np.zeros((30, 30), bool)
+    region[5:25, 5:25] = True
+    out = smooth_region(img, region, (1.0, 3.0))
+    assert (out[~region] == img[~region]).all()
+    assert out[region].std() < 0.5 * img[region].std()
+    assert np.abs(out[region].mean(0) - img[region].mean(0)).max() < 0.02
 
 
 def test_view_points_lie_on_the_depth_seen_by_the_view():
