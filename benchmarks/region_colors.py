@@ -2,13 +2,17 @@
 the work dirs of photos reconstructed with the embedded backend.
 
 Per work dir (from ``human3d reconstruct PHOTO --work-dir DIR``, any preset; its framing, body fit, cutout and
-carved mesh are read), in one process so that both sides of each comparison run under the same load:
+carved mesh are read), in one process; seconds are CPU seconds of this single-threaded process, the least of
+``--repeats`` (on a shared machine wall time mostly measures the others' load):
 
-* the prior stage's seconds with its region colours and with the front colours alone (min of ``--repeats``);
+* the prior stage's seconds with its region colours and with the front colours alone;
 * the texture stage's visibility renders and colour fusion (carved mesh vertices and the texels of a
   ``--texture-size`` UV layout) with the colour views the prior now gives and with the photo alone;
 * the share of the carved mesh's vertices no coloured view sees (they get propagated colours), for the photo
   alone, the photo and the back, and the photo, back and sides.
+
+The texture columns are only the parts of the texture stage that grow with the number of coloured views (one
+visibility render and one fusion pass per view); the UV unwrap and texel rasterization do not change.
 
     .venv/bin/python benchmarks/region_colors.py /tmp/w1 /tmp/w2
 """
@@ -23,11 +27,13 @@ import numpy as np
 
 
 def _best(fn, repeats: int) -> float:
+    """Least CPU seconds of this process over ``repeats`` calls (on a shared machine, wall time mostly measures
+    the others' load; single-threaded work's CPU time is what it would take alone)."""
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(time.process_time() - t)
     return min(times)
 
 
