@@ -181,7 +181,8 @@ class BodyFit(StageResult):
     vertices: (V, 3) float32; faces: (F, 3) int64; joints: (J, 3) float32 named by ``joint_names``;
     params: the model's parameters (JSON values); height_m: estimated standing height in metres;
     canonical_height: the same height in canonical units (so 1 canonical unit = height_m / canonical_height m);
-    report: fit quality (e.g. ``keypoint_error_px``, ``mask_iou``).
+    report: fit quality (e.g. ``keypoint_error_px``, ``mask_iou``); parts: (V,) int8 body part of every vertex
+    (:data:`human3d.body.parts.PART_NAMES`, from the model's skinning weights), or None when unknown.
     """
 
     vertices: np.ndarray
@@ -193,6 +194,7 @@ class BodyFit(StageResult):
     height_m: float = 1.70
     canonical_height: float = 2.0
     report: dict[str, Any] = field(default_factory=dict)
+    parts: np.ndarray | None = None
 
 
 @dataclass

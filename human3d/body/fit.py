@@ -38,7 +38,8 @@ from human3d.body.keypoints import (
     turned_around,
 )
 from human3d.body.models import ARTICULATED_JOINTS, KEYPOINT_NAMES, BodyModel, BodyOutput, load_body_model
-from human3d.body.offsets import OffsetSettings, fit_offsets, vertex_normals
+from human3d.body.offsets import OffsetSettings, fit_offsets
+from human3d.body.parts import vertex_parts
 from human3d.body.silhouette import (
     SilhouetteBand,
     SilhouetteTarget,
@@ -51,6 +52,7 @@ from human3d.body.silhouette import (
 from human3d.config import BodyConfig
 from human3d.context import StageContext, log, torch_threads
 from human3d.errors import BadInputError
+from human3d.ops.mesh import vertex_normals
 from human3d.ops.rotation import min_rotation
 from human3d.types import BodyFit, Framed
 
@@ -185,6 +187,7 @@ def fit_body(framed: Framed, cfg: BodyConfig, ctx: StageContext) -> BodyFit:
         joints=result.joints.astype(np.float32), joint_names=list(model.joint_names), model=model.name,
         params=result.params, height_m=float(result.height_m),
         canonical_height=float(result.canonical_height), report=result.report,
+        parts=vertex_parts(model.skinning_weights, model.joint_names, result.vertices, result.joints),
     )
     if ctx.stage_dir is not None:
         write_body_files(fit, Path(ctx.stage_dir))

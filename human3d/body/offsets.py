@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from human3d.body.silhouette import SilhouetteTarget, silhouette_band, silhouette_loss
+from human3d.ops.mesh import adjacency_matrix, vertex_normals
 
 
 @dataclass
@@ -43,22 +44,9 @@ class OffsetSettings:
     band_refresh: int = 10
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(V, 3) area-weighted unit vertex normals of (V, 3) ``vertices`` and (F, 3) outward ``faces``."""
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    vn = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
-
-
 def uniform_laplacian(faces: np.ndarray, n: int) -> torch.Tensor:
     """(n, n) sparse torch matrix I - D^-1 A of the mesh graph (each vertex minus the mean of its neighbours)."""
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    e = np.unique(np.sort(e, axis=1), axis=0)
-    a = sp.coo_matrix((np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n))
-    a = a.tocsr()
+    a = adjacency_matrix(faces, n)
     deg = np.maximum(np.asarray(a.sum(1)).ravel(), 1.0)
     lap = (sp.eye(n) - sp.diags(1.0 / deg) @ a).tocoo()
     index = torch.as_tensor(np.vstack([lap.row, lap.col]), dtype=torch.int64)

@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 from human3d.body.fit import HINGES, Observations, hinge_geometry
 from human3d.body.keypoints import canonical_to_pixels
 from human3d.body.models import ARTICULATED_JOINTS, BodyModel
+from human3d.body.parts import FACE, HEAD, PART_NAMES, SHIRT_PARTS, TROUSER_PARTS, vertex_parts
 from human3d.body.silhouette import rasterize
 from human3d.cameras import CANVAS_SIZE, CROP_SIZE
 
@@ -134,8 +135,15 @@ def make_body(model: BodyModel, pose: dict[str, np.ndarray], *, shape: np.ndarra
                          shape=s[0].cpu().numpy(), rotvecs=pose, resolution=resolution)
 
 
-def shaded_image(body: SyntheticBody, model: BodyModel) -> np.ndarray:
-    """(R, R, 3) uint8 image of the body on white: skin, a shirt and trousers coloured by skinning, Lambert-shaded.
+#: Colours of :func:`shaded_image`: skin, a shirt (torso and upper arms) and trousers (hips and legs).
+DEFAULT_PALETTE: dict[str, tuple[int, int, int]] = {"skin": (224, 172, 140), "shirt": (40, 90, 170),
+                                                    "trousers": (50, 50, 60)}
+
+
+def shaded_image(body: SyntheticBody, model: BodyModel, palette: dict[str, tuple[int, int, int]] | None = None
+                 ) -> np.ndarray:
+    """(R, R, 3) uint8 image of the body on white: skin, a shirt and trousers coloured by body part
+    (:mod:`human3d.body.parts`), Lambert-shaded. ``palette`` overrides colours of :data:`DEFAULT_PALETTE`.
 
     Gives landmark detectors a person-like picture with the ground truth known.
     """
@@ -148,16 +156,12 @@ def shaded_image(body: SyntheticBody, model: BodyModel) -> np.ndarray:
     light = np.array([0.3, 0.5, 1.0])
     light /= np.linalg.norm(light)
     lambert = np.clip(np.abs(n @ light), 0.0, 1.0)
-    # colour per vertex by its dominant bone: trousers on legs/pelvis, shirt on torso/upper arms, skin elsewhere
-    names = model.joint_names
-    dominant = model.skinning_weights.argmax(1)
-    skin, shirt, trousers = np.array([224, 172, 140]), np.array([40, 90, 170]), np.array([50, 50, 60])
-    leg_words = ("leg", "pelvis", "hip", "knee", "root", "upperleg", "lowerleg")
-    torso_words = ("spine", "clavicle", "shoulder", "upperarm", "collar")
-    colour_of_bone = np.array([trousers if any(w in b for w in leg_words) else
-                               shirt if any(w in b for w in torso_words) else skin for b in names], dtype=np.float64)
-    vc = colour_of_bone[dominant]
-    vc = _paint_head(body, names, dominant, vc)
+    colours = {**DEFAULT_PALETTE, **(palette or {})}
+    parts = vertex_parts(model.skinning_weights, model.joint_names)
+    garment = {PART_NAMES.index(p): colours["shirt"] for p in SHIRT_PARTS}
+    garment.update({PART_NAMES.index(p): colours["trousers"] for p in TROUSER_PARTS})
+    colour_of_part = np.array([garment.get(i, colours["skin"]) for i in range(len(PART_NAMES))], dtype=np.float64)
+    vc = _paint_head(body, model.joint_names, np.isin(parts, (FACE, HEAD)), colour_of_part[parts])
     fc = vc[body.faces].mean(1)
     img = np.full((r, r, 3), 255.0)
     hit = face_id >= 0
@@ -165,7 +169,7 @@ def shaded_image(body: SyntheticBody, model: BodyModel) -> np.ndarray:
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def _paint_head(body: SyntheticBody, names: list[str], dominant: np.ndarray, colours: np.ndarray) -> np.ndarray:
+def _paint_head(body: SyntheticBody, names: list[str], on_head: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """(V, 3) vertex colours with hair on the back and top of the head, dark eyes and a red mouth on the face, so
     that a picture tells front from back (as a photo does)."""
     from human3d.body.models import KEYPOINT_NAMES
@@ -179,7 +183,6 @@ def _paint_head(body: SyntheticBody, names: list[str], dominant: np.ndarray, col
     up = up - np.dot(up, fwd) * fwd
     up = up / np.linalg.norm(up)
     out = colours.copy()
-    on_head = np.isin(dominant, [names.index(n) for n in names if n in ("head", "eye.L", "eye.R")])
     d = body.vertices - ears
     along, high = d @ fwd, d @ up
     hair = on_head & ((high > 0.55 * length) | ((along < 0.1 * length) & (high > -0.6 * length)))

@@ -5,8 +5,8 @@ depth and half-thickness come from the fitted body (front and back depth maps of
 nearest-neighbour extension into the parts of S the body does not cover (loose clothes, hair) and rounded off toward
 the border of S. The two sheets are stitched into one closed mesh and rendered in the six body views, so the targets
 of carving agree with each other by construction: the front mask is S, the back mask S mirrored, and the side views
-show the body's depth profile. Colours are known only in the front view (the photo); the texture stage fills the
-rest by propagation over the mesh (``color_weights`` = front only).
+show the body's depth profile. Colours: the photo in the front view; the back and sides by body region from the
+photo (:mod:`human3d.multiview.back_colors`), with lower colour weights so that the photo wins where it sees.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, BODY_VIEW_WEIGH
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
 from human3d.errors import NoPersonFoundError
+from human3d.multiview.back_colors import prior_colors
 from human3d.render import get_rasterizer, render_normals
 from human3d.types import BodyFit, Framed, MultiView
 
@@ -140,7 +141,8 @@ def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "
 
 
 def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ctx: StageContext) -> MultiView:
-    """The six body views (normals, masks; colours in the front view only) from the body and the silhouette."""
+    """The six body views (normals, masks; colours in the front, back and side views) from the body and the
+    silhouette."""
     r = int(cfg.resolution)
     ctx.progress(0.1, "building the silhouette proxy from the body fit")
     v, f, silhouette = proxy_mesh(framed, body, r, device=ctx.device)
@@ -160,10 +162,9 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
             normals[i] = normals[i][iy, ix]
         masks[i] = target
     normals[~masks] = 0.0
-    colors = np.zeros((len(BODY_VIEW_NAMES), r, r, 3), np.float32)
-    colors[0] = resize_rgb(framed.rgb, r).astype(np.float32) / 255.0
-    color_weights = np.zeros(len(BODY_VIEW_NAMES), np.float32)
-    color_weights[0] = 1.0
+    ctx.progress(0.8, "colouring the back and sides by body region")
+    colors, color_weights = prior_colors(resize_rgb(framed.rgb, r).astype(np.float32) / 255.0, silhouette, body,
+                                         masks, out.frags.depth.numpy(), ctx)
     ctx.progress(1.0, "done")
     return MultiView(normals=normals, colors=colors, masks=masks, view_weights=np.asarray(VIEW_WEIGHTS, np.float32),
                      view_names=list(BODY_VIEW_NAMES), azimuths=list(BODY_VIEW_AZIMUTHS), backend="prior",

@@ -73,7 +73,12 @@ def test_fit_body_stage_writes_results(anny_model, tmp_path):
     obj = (tmp_path / "3_body" / "body.obj").read_text().splitlines()
     assert sum(line.startswith("v ") for line in obj) == 13718
     fit.save(tmp_path / "saved")  # the pipeline's own round trip
-    assert type(fit).load(tmp_path / "saved").params == json.loads(json.dumps(fit.params))
+    loaded = type(fit).load(tmp_path / "saved")
+    assert loaded.params == json.loads(json.dumps(fit.params))
+    # every vertex carries its body part (the prior colours the back by them), the face on the head's front
+    assert loaded.parts.shape == (13718,) and (loaded.parts == fit.parts).all()
+    face = fit.vertices[fit.parts == 0]
+    assert len(face) > 100 and face[:, 2].mean() > fit.vertices[fit.parts == 1][:, 2].mean()
 
 
 def test_known_height_is_reported(anny_model):

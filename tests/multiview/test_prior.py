@@ -44,7 +44,7 @@ def test_views_follow_the_silhouette_front_and_mirrored_back():
     assert mv.normals[0][mv.masks[0]].mean(0)[2] > 0.6
     assert mv.normals[2][mv.masks[2]].mean(0)[0] > 0.6
     assert mv.normals[3][mv.masks[3]].mean(0)[2] < -0.6
-    # colours only from the front view
+    # a body with no part labels (no skinning weights to take them from): colours only from the front view
     np.testing.assert_array_equal(mv.color_weights, [1, 0, 0, 0, 0, 0])
     assert np.allclose(mv.colors[0][fr.mask], np.array([200, 50, 20]) / 255, atol=0.02)
 
