@@ -148,7 +148,17 @@ def shaded_image(body: SyntheticBody, model: BodyModel) -> np.ndarray:
     light = np.array([0.3, 0.5, 1.0])
     light /= np.linalg.norm(light)
     lambert = np.clip(np.abs(n @ light), 0.0, 1.0)
-    # colour per vertex by its dominant bone: trousers on legs/pelvis, shirt on torso/upper arms, skin elsewhere
+    fc = part_colours(model, body.vertices, body.keypoints, body.joints)[body.faces].mean(1)
+    img = np.full((r, r, 3), 255.0)
+    hit = face_id >= 0
+    img[hit] = fc[face_id[hit]] * (0.35 + 0.65 * lambert[face_id[hit], None])
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+
+
+def part_colours(model: BodyModel, vertices: np.ndarray, keypoints: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """(V, 3) float vertex colours in 0..255 of a posed body (any frame with canonical axes: (V, 3) vertices,
+    (K, 3) keypoints, (J, 3) joints): trousers on legs/pelvis, a shirt on torso/upper arms, skin elsewhere (by each
+    vertex's dominant bone), hair on the back and top of the head, dark eyes and a red mouth."""
     names = model.joint_names
     dominant = model.skinning_weights.argmax(1)
     skin, shirt, trousers = np.array([224, 172, 140]), np.array([40, 90, 170]), np.array([50, 50, 60])
@@ -156,37 +166,32 @@ def shaded_image(body: SyntheticBody, model: BodyModel) -> np.ndarray:
     torso_words = ("spine", "clavicle", "shoulder", "upperarm", "collar")
     colour_of_bone = np.array([trousers if any(w in b for w in leg_words) else
                                shirt if any(w in b for w in torso_words) else skin for b in names], dtype=np.float64)
-    vc = colour_of_bone[dominant]
-    vc = _paint_head(body, names, dominant, vc)
-    fc = vc[body.faces].mean(1)
-    img = np.full((r, r, 3), 255.0)
-    hit = face_id >= 0
-    img[hit] = fc[face_id[hit]] * (0.35 + 0.65 * lambert[face_id[hit], None])
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    return _paint_head(vertices, keypoints, joints, names, dominant, colour_of_bone[dominant])
 
 
-def _paint_head(body: SyntheticBody, names: list[str], dominant: np.ndarray, colours: np.ndarray) -> np.ndarray:
+def _paint_head(vertices: np.ndarray, keypoints: np.ndarray, joints: np.ndarray, names: list[str],
+                dominant: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """(V, 3) vertex colours with hair on the back and top of the head, dark eyes and a red mouth on the face, so
     that a picture tells front from back (as a photo does)."""
     from human3d.body.models import KEYPOINT_NAMES
 
-    kp = {n: body.keypoints[i] for i, n in enumerate(KEYPOINT_NAMES)}
+    kp = {n: keypoints[i] for i, n in enumerate(KEYPOINT_NAMES)}
     ears = (kp["left_ear"] + kp["right_ear"]) / 2
     fwd = kp["nose"] - ears
     length = float(np.linalg.norm(fwd))
     fwd = fwd / length
-    up = body.joints[names.index("head")] - body.joints[names.index("neck01")]
+    up = joints[names.index("head")] - joints[names.index("neck01")]
     up = up - np.dot(up, fwd) * fwd
     up = up / np.linalg.norm(up)
     out = colours.copy()
     on_head = np.isin(dominant, [names.index(n) for n in names if n in ("head", "eye.L", "eye.R")])
-    d = body.vertices - ears
+    d = vertices - ears
     along, high = d @ fwd, d @ up
     hair = on_head & ((high > 0.55 * length) | ((along < 0.1 * length) & (high > -0.6 * length)))
     out[hair] = (60, 40, 25)
     for eye in ("left_eye", "right_eye"):
-        out[on_head & (np.linalg.norm(body.vertices - kp[eye], axis=1) < 0.16 * length) & (along > 0.6 * length)] = 25
+        out[on_head & (np.linalg.norm(vertices - kp[eye], axis=1) < 0.16 * length) & (along > 0.6 * length)] = 25
     mouth = kp["nose"] - 0.45 * length * up
-    out[on_head & (np.linalg.norm(body.vertices - mouth, axis=1) < 0.22 * length) & (along > 0.6 * length)] = (
+    out[on_head & (np.linalg.norm(vertices - mouth, axis=1) < 0.22 * length) & (along > 0.6 * length)] = (
         160, 50, 50)
     return out
