@@ -115,7 +115,7 @@ def write_sheet(path: Path, truth: TexturedMesh, result, tile: int = 384) -> Non
     """Photo | final 0, 90, 180 degrees; below: bare body at 90 degrees | ground truth at 0, 90, 180 degrees."""
     import dataclasses
 
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
     from human3d.cameras import OrthoCamera
     from human3d.io.meshes import export_affine
@@ -126,44 +126,59 @@ def write_sheet(path: Path, truth: TexturedMesh, result, tile: int = 384) -> Non
     values = result.results
     final, body = values["texture"], values["body"]
     top = preview_image(values["load"], values["frame"], final, tile=tile)
+    # the truth (metres) into the final mesh's canonical frame: the inverse of the final mesh's export transform
     s, offset = export_affine(final.vertices, final.height_m, final.canonical_height)
     truth_c = dataclasses.replace(truth, vertices=((truth.vertices - offset) / s).astype(np.float32), normals=None)
-    body_c = TexturedMesh(vertices=body.vertices, faces=body.faces)
     raster = get_rasterizer("auto", "cpu")
     cams = [OrthoCamera(f"sheet{a:g}", a, tile) for a in (90.0, 0.0, 90.0, 180.0)]
-    panels = render_shaded(body_c, cams[:1], raster=raster, background=PREVIEW_BACKGROUND)
+    panels = render_shaded(TexturedMesh(vertices=body.vertices, faces=body.faces), cams[:1], raster=raster,
+                           background=PREVIEW_BACKGROUND)
     panels += render_shaded(truth_c, cams[1:], raster=raster, background=PREVIEW_BACKGROUND)
-    gap = top.shape[1] - 4 * tile
+    step = (top.shape[1] + (top.shape[1] - 4 * tile) // 3) // 4  # panel + gap, as in the preview above
     row = np.full((tile, top.shape[1], 3), 64, np.uint8)
     for i, p in enumerate(panels):
-        x = i * (tile + gap // 3)
-        row[:, x:x + tile] = p
-    sheet = np.concatenate([top, np.full((4, top.shape[1], 3), 64, np.uint8), row], 0)
+        row[:, i * step:i * step + tile] = p
+    image = Image.fromarray(np.concatenate([top, np.full((4, top.shape[1], 3), 64, np.uint8), row], 0))
+    draw = ImageDraw.Draw(image)
+    for i, text in enumerate(("bare body 90°", "truth 0°", "truth 90°", "truth 180°")):
+        draw.text((i * step + 6, top.shape[0] + 8), text, fill=(40, 40, 40))
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(path)
+    image.save(path)
+
+
+def run_subject(name: str, args: argparse.Namespace, work: Path, model: object) -> Row:
+    """Make, reconstruct and score one subject (and write its sheet when asked)."""
+    t0 = time.perf_counter()
+    subject, photo = prepare(name, work / name, args.photo_height, model)
+    result = reconstruct(photo, work / name / "stages", args.preset, args.backend)
+    row = score(name, subject.mesh, result, args.points)
+    if args.sheets is not None:
+        write_sheet(args.sheets / f"{name}.png", subject.mesh, result)
+    print(f"{name}: {time.perf_counter() - t0:.0f} s (stages {row.seconds:.0f} s)", file=sys.stderr, flush=True)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     from human3d.body.models import AnnyBody
+    from human3d.errors import Human3DError
 
     args = parse_args(argv)
     torch.set_num_threads(1)
     work = args.work or Path(tempfile.mkdtemp(prefix="human3d-embedded-"))
     model = AnnyBody("cpu") if any(s != "cesium" for s in args.subjects) else None
-    rows = []
+    rows, failed = [], []
     for name in args.subjects:
-        t0 = time.perf_counter()
-        subject, photo = prepare(name, work / name, args.photo_height, model)
-        result = reconstruct(photo, work / name / "stages", args.preset, args.backend)
-        rows.append(score(name, subject.mesh, result, args.points))
-        if args.sheets is not None:
-            write_sheet(args.sheets / f"{name}.png", subject.mesh, result)
-        print(f"{name}: {time.perf_counter() - t0:.0f} s (stages {rows[-1].seconds:.0f} s)", file=sys.stderr, flush=True)
+        try:
+            rows.append(run_subject(name, args, work, model))
+        except Human3DError as err:  # one subject the pipeline refuses is reported; the others still count
+            failed.append(f"{name}: {type(err).__name__}: {err}")
     print(f"preset {args.preset}, backend {args.backend}, photos {args.photo_height} px tall, work dir {work}")
     print(table(rows))
-    return 0
+    for line in failed:
+        print(f"failed: {line}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -369,7 +369,7 @@ def surface_colours(vertices: np.ndarray, body: PosedBody, outfit: Outfit, field
     nearest = field_of_body.nearest(vertices)
     out = body.colours[nearest].copy()
     if field_of_body.weights is not None:
-        covered = field_of_body.weights[nearest] > 0.5
+        covered = field_of_body.weights[nearest] > 0.25  # the coat's edge a little outside its full thickness
         out[covered] = outfit.colours["coat"]
         spine = body.joints["spine01"]
         front = covered & (np.abs(vertices[:, 0] - spine[0]) < 0.012) & (vertices[:, 2] > spine[2])
