@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from human3d.errors import BadInputError, UsageError
+from human3d.errors import BadInputError, MissingBackendError, UsageError
 from human3d.types import TexturedMesh
 
 #: Poses of the Anny subjects, in the form of :data:`human3d.body.synthetic.POSES` (radians; Anny's rest pose has
@@ -120,11 +120,13 @@ def to_export_frame(vertices: np.ndarray) -> np.ndarray:
 # -- the posed body and its landmarks -----------------------------------------------------------------------------
 @dataclass
 class PosedBody:
-    """A posed body in metres, canonical axes: (V, 3) vertices of its main surface, (F, 3) faces, (V, 3) colours
-    (0..255), (V,) dominant-bone names, keypoints by name, joints by name."""
+    """A posed body in metres, canonical axes: (V, 3) vertices, (F, 3) faces, (F,) the closed shell each face is on
+    (Anny: the skin, two eyes, the teeth), (V, 3) colours (0..255), (V,) dominant-bone names, keypoints by name,
+    joints by name."""
 
     vertices: np.ndarray
     faces: np.ndarray
+    shells: np.ndarray
     colours: np.ndarray
     bones: np.ndarray
     keypoints: dict[str, np.ndarray]
@@ -132,7 +134,7 @@ class PosedBody:
 
 
 def pose_body(model: Any, outfit: Outfit) -> PosedBody:
-    """Pose ``model`` as ``outfit`` says; keeps the largest connected surface (Anny's eyes are separate shells)."""
+    """Pose ``model`` as ``outfit`` says."""
     from human3d.body.models import KEYPOINT_NAMES
     from human3d.body.synthetic import part_colours, pose_rotvecs
     from human3d.carve.meshing import count_components
@@ -146,14 +148,9 @@ def pose_body(model: Any, outfit: Outfit) -> PosedBody:
         out = model.forward(rv, shape[None])
     v = out.vertices[0].numpy().astype(np.float64)
     kp, jn = out.keypoints[0].numpy().astype(np.float64), out.joints[0].numpy().astype(np.float64)
-    colours = part_colours(model, v, kp, jn)
-    labels = count_components(len(v), model.faces)  # (F,)
-    keep_f = model.faces[labels == np.bincount(labels).argmax()]
-    keep_v = np.unique(keep_f)
-    remap = np.full(len(v), -1, np.int64)
-    remap[keep_v] = np.arange(len(keep_v))
     bones = np.asarray(model.joint_names)[model.skinning_weights.argmax(1)]
-    return PosedBody(vertices=v[keep_v], faces=remap[keep_f], colours=colours[keep_v], bones=bones[keep_v],
+    return PosedBody(vertices=v, faces=model.faces.copy(), shells=count_components(len(v), model.faces),
+                     colours=part_colours(model, v, kp, jn), bones=bones,
                      keypoints=dict(zip(KEYPOINT_NAMES, kp)), joints=dict(zip(model.joint_names, jn)))
 
 
@@ -265,15 +262,26 @@ def coat_weights(body: PosedBody, rounds: int = 20) -> np.ndarray:
 
 
 class _BodyField:
-    """The body's signed distance (Open3D ray casting decides inside), optionally thickened by a coat."""
+    """The body's signed distance (the union of its closed shells; Open3D ray casting decides inside), optionally
+    thickened by a coat."""
 
     def __init__(self, body: PosedBody, coat: float) -> None:
-        import open3d as o3d
         from scipy.spatial import cKDTree
 
-        self.scene = o3d.t.geometry.RaycastingScene()
-        self.scene.add_triangles(o3d.core.Tensor(body.vertices.astype(np.float32)),
-                                 o3d.core.Tensor(body.faces.astype(np.uint32)))
+        try:
+            import open3d as o3d
+        except ImportError as err:  # a dependency that needs Debian's libusb-1.0-0 to import
+            raise MissingBackendError(f"the clothed subjects need open3d, which does not import ({err})") from err
+
+        # one scene per closed shell: inside is decided by ray parity, so eyes in their sockets must not cancel out
+        self.scenes = []
+        for shell in np.unique(body.shells):
+            faces = body.faces[body.shells == shell]
+            scene = o3d.t.geometry.RaycastingScene()
+            scene.add_triangles(o3d.core.Tensor(body.vertices.astype(np.float32)),
+                                o3d.core.Tensor(faces.astype(np.uint32)))
+            corners = body.vertices[np.unique(faces)]
+            self.scenes.append((scene, corners.min(0), corners.max(0)))
         self.tree = cKDTree(body.vertices)
         self.coat = coat
         self.weights = coat_weights(body) if coat > 0 else None
@@ -285,7 +293,13 @@ class _BodyField:
     def __call__(self, points: np.ndarray) -> np.ndarray:
         import open3d as o3d
 
-        d = self.scene.compute_signed_distance(o3d.core.Tensor(points.astype(np.float32))).numpy().astype(np.float64)
+        d = np.full(len(points), np.inf)
+        for scene, lo, hi in self.scenes:
+            # beyond 5 cm of a shell's box, the distance to the box is a lower bound: enough for the union
+            box = np.linalg.norm(np.maximum(np.maximum(lo - points, points - hi), 0.0), axis=1)
+            near = box < 0.05
+            box[near] = scene.compute_signed_distance(o3d.core.Tensor(points[near].astype(np.float32))).numpy()
+            d = np.minimum(d, box)
         if self.weights is None:
             return d
         band = d < 3.0 * self.coat  # only near the body does the coat change the field
@@ -318,25 +332,21 @@ def narrow_band_field(fn: Any, lo: np.ndarray, hi: np.ndarray, spacing: float, l
     coarse to fine: a grid ``2**levels`` times coarser first, then at each finer level only where the trilinear
     estimate from the level above is within ``band`` coarse steps of 0 (elsewhere only its sign matters to marching
     cubes). Returns ((X, Y, Z) field, (3,) origin)."""
-    from scipy.ndimage import map_coordinates
+    from scipy.ndimage import zoom
 
+    lo = np.asarray(lo, np.float64)
     step = 2 ** levels
-    counts = np.ceil((np.asarray(hi) - lo) / (spacing * step)).astype(int) * step + 1  # coarse samples hit the end
-
-    def grid(k: int) -> np.ndarray:
-        axes = [lo[i] + spacing * np.arange(0, counts[i], k) for i in range(3)]
-        return np.stack(np.meshgrid(*axes, indexing="ij"), -1)
-
-    pts = grid(step)
-    field = fn(pts.reshape(-1, 3)).reshape(pts.shape[:3])
+    coarse = np.ceil((np.asarray(hi) - lo) / (spacing * step)).astype(int) + 1  # samples per axis, coarsest
+    axes = [lo[i] + spacing * step * np.arange(coarse[i]) for i in range(3)]
+    field = fn(np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)).reshape(tuple(coarse))
     while step > 1:
         step //= 2
-        pts = grid(step)
-        index = np.stack(np.meshgrid(*[np.arange(n) / 2.0 for n in pts.shape[:3]], indexing="ij"))
-        field = map_coordinates(field, index, order=1, mode="nearest")
-        near = np.abs(field) < band * 2 * step * spacing
-        field[near] = fn(pts[near])
-    return field, np.asarray(lo, np.float64)
+        shape = np.asarray(field.shape) * 2 - 1
+        # corner-aligned linear upsampling: fine sample i sits at coarse i / 2
+        field = zoom(field, shape / np.asarray(field.shape), order=1, grid_mode=False)
+        near = np.argwhere(np.abs(field) < band * 2 * step * spacing)  # (N, 3) indices
+        field[tuple(near.T)] = fn(lo + spacing * step * near)
+    return field, lo
 
 
 def anny_subject(name: str, outfit: Outfit, model: Any, spacing: float = 0.008) -> Subject:

@@ -83,20 +83,21 @@ def _scaled(mesh: TexturedMesh, k: float) -> tuple[np.ndarray, np.ndarray]:
 
 def test_table_rows_on_a_tiny_case() -> None:
     gt = person()
-    body, good, bad = _scaled(gt, 0.7), _scaled(gt, 0.95), _scaled(gt, 0.5)
-    rows = [subject_row("good", gt, body, good, seconds=3.0, n_points=4000),
-            subject_row("bad", gt, body, bad, seconds=5.0, n_points=4000)]
-    assert rows[0].final.chamfer_pct < rows[0].body.chamfer_pct
-    assert rows[0].chamfer_gain > 0.3 and rows[1].chamfer_gain < 0
-    assert rows[0].final.fscore > rows[0].body.fscore
-    # the truth itself as the final mesh: Chamfer 0, gain 100%
+    body, good = _scaled(gt, 0.7), _scaled(gt, 0.95)
+    row = subject_row("good", gt, body, good, seconds=3.0, n_points=4000)
+    assert row.final.chamfer_pct < row.body.chamfer_pct and row.chamfer_gain > 0.3
+    assert row.final.fscore > row.body.fscore
+    # the truth itself as the final mesh: Chamfer ~0, normals agree, gain ~100%
     exact = subject_row("exact", gt, body, (gt.vertices, gt.faces), n_points=4000)
-    assert exact.final.chamfer_pct < 0.01 and exact.final.normal_consistency > 0.999
-    assert exact.chamfer_gain > 0.99
+    assert exact.body == row.body
+    assert exact.final.chamfer_pct < 0.01 and exact.final.normal_consistency > 0.999 and exact.chamfer_gain > 0.99
+    worse = Row("worse", Scores(2.0, 0.80, 30.0), Scores(2.5, 0.78, 25.0), seconds=5.0)
+    rows = [row, worse]
     text = table(rows)
-    mean_gain = 100 * (rows[0].chamfer_gain + rows[1].chamfer_gain) / 2
+    mean_gain = 100 * (row.chamfer_gain + worse.chamfer_gain) / 2
     assert text.splitlines()[-1].startswith(f"mean Chamfer improvement over the bare body: {mean_gain:+.1f}%")
-    assert "worse than the body on 1 of 2 subjects" in text
+    assert "worse than the body on 1 of 2 subjects; higher normal consistency on 1 of 2" in text
+    assert "| worse | 2.000 | 2.500 | -25.0% | 0.8000 | 0.7800 | -0.0200 | 30.00 | 25.00 | 5 |" in text
     assert "| good |" in text and "| mean |" in text
 
 
@@ -111,3 +112,19 @@ def test_row_gains_and_export_frame() -> None:
     assert m[:, 1].min() == pytest.approx(0.0) and np.ptp(m[:, 1]) == pytest.approx(1.7)
     # the body under the same transform: half the size, the same centre
     assert np.ptp(b[:, 1]) == pytest.approx(0.85) and b[:, 1].mean() == pytest.approx(m[:, 1].mean())
+
+
+def test_narrow_band_field_matches_the_dense_field_where_it_matters() -> None:
+    from human3d.eval.subjects import narrow_band_field
+
+    def spheres(p: np.ndarray) -> np.ndarray:  # two balls: a union with a thin gap between them
+        return np.minimum(np.linalg.norm(p - (-0.3, 0.0, 0.0), axis=1) - 0.25,
+                          np.linalg.norm(p - (0.24, 0.05, 0.0), axis=1) - 0.25)
+
+    field, origin = narrow_band_field(spheres, np.full(3, -0.7), np.full(3, 0.7), 0.02)
+    index = np.argwhere(np.ones(field.shape, bool))
+    dense = spheres(origin + 0.02 * index).reshape(field.shape)
+    assert np.array_equal(np.sign(field), np.sign(dense))  # what marching cubes sees is the same
+    near = np.abs(dense) < 0.04
+    assert np.array_equal(field[near], dense[near])  # exact next to the surface
+    assert (origin + 0.02 * (np.asarray(field.shape) - 1) >= 0.7).all()
