@@ -118,7 +118,7 @@ def write_sheet(path: Path, truth: TexturedMesh, result, tile: int = 384) -> Non
     from PIL import Image, ImageDraw
 
     from human3d.cameras import OrthoCamera
-    from human3d.io.meshes import export_affine
+    from human3d.carve.synthetic import fit_to_canvas
     from human3d.io.previews import PREVIEW_BACKGROUND, preview_image
     from human3d.render import get_rasterizer
     from human3d.render.turntable import render_shaded
@@ -126,9 +126,8 @@ def write_sheet(path: Path, truth: TexturedMesh, result, tile: int = 384) -> Non
     values = result.results
     final, body = values["texture"], values["body"]
     top = preview_image(values["load"], values["frame"], final, tile=tile)
-    # the truth (metres) into the final mesh's canonical frame: the inverse of the final mesh's export transform
-    s, offset = export_affine(final.vertices, final.height_m, final.canonical_height)
-    truth_c = dataclasses.replace(truth, vertices=((truth.vertices - offset) / s).astype(np.float32), normals=None)
+    # the truth framed on the canvas as the framing stage frames a standing person (its own height, centred)
+    truth_c = dataclasses.replace(truth, vertices=fit_to_canvas(truth.vertices), normals=None)
     raster = get_rasterizer("auto", "cpu")
     cams = [OrthoCamera(f"sheet{a:g}", a, tile) for a in (90.0, 0.0, 90.0, 180.0)]
     panels = render_shaded(TexturedMesh(vertices=body.vertices, faces=body.faces), cams[:1], raster=raster,
@@ -146,8 +145,8 @@ def write_sheet(path: Path, truth: TexturedMesh, result, tile: int = 384) -> Non
     image.save(path)
 
 
-def run_subject(name: str, args: argparse.Namespace, work: Path, model: object) -> Row:
-    """Make, reconstruct and score one subject (and write its sheet when asked)."""
+def run_subject(name: str, args: argparse.Namespace, work: Path, model: object) -> tuple[Row, dict[str, float]]:
+    """Make, reconstruct and score one subject (and write its sheet when asked): its row and stage seconds."""
     t0 = time.perf_counter()
     subject, photo = prepare(name, work / name, args.photo_height, model)
     result = reconstruct(photo, work / name / "stages", args.preset, args.backend)
@@ -155,10 +154,23 @@ def run_subject(name: str, args: argparse.Namespace, work: Path, model: object) 
     if args.sheets is not None:
         write_sheet(args.sheets / f"{name}.png", subject.mesh, result)
     print(f"{name}: {time.perf_counter() - t0:.0f} s (stages {row.seconds:.0f} s)", file=sys.stderr, flush=True)
-    return row
+    return row, dict(result.timings)
+
+
+def stage_table(timings: dict[str, dict[str, float]]) -> str:
+    """Seconds per stage and subject (blank: reused from the work dir)."""
+    from human3d.pipeline import STAGE_NAMES
+
+    stages = [s for s in STAGE_NAMES if s != "rig"]
+    lines = ["| subject | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]
+    for name, t in timings.items():
+        lines.append(f"| {name} | " + " | ".join(f"{t[s]:.1f}" if s in t else "" for s in stages) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
     import torch
 
     from human3d.body.models import AnnyBody
@@ -168,14 +180,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     work = args.work or Path(tempfile.mkdtemp(prefix="human3d-embedded-"))
     model = AnnyBody("cpu") if any(s != "cesium" for s in args.subjects) else None
-    rows, failed = [], []
+    load_before = os.getloadavg()[0]
+    rows, timings, failed = [], {}, []
     for name in args.subjects:
         try:
-            rows.append(run_subject(name, args, work, model))
+            row, timings[name] = run_subject(name, args, work, model)
+            rows.append(row)
         except Human3DError as err:  # one subject the pipeline refuses is reported; the others still count
             failed.append(f"{name}: {type(err).__name__}: {err}")
-    print(f"preset {args.preset}, backend {args.backend}, photos {args.photo_height} px tall, work dir {work}")
+    print(f"preset {args.preset}, backend {args.backend}, photos {args.photo_height} px tall, work dir {work}, "
+          f"{os.cpu_count()} CPUs, load average {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end")
     print(table(rows))
+    print()
+    print(stage_table(timings))
     for line in failed:
         print(f"failed: {line}")
     return 1 if failed else 0
