@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import tempfile
 import time
@@ -37,7 +38,7 @@ from human3d.eval.improvement import Row, in_export_frame, subject_row, table  #
 from human3d.eval.subjects import SUBJECTS, Subject, make_subject, subject_photo  # noqa: E402
 from human3d.types import TexturedMesh  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "data"
+SHARED = Path(os.environ.get("HUMAN3D_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -128,3 +128,16 @@ def test_narrow_band_field_matches_the_dense_field_where_it_matters() -> None:
     near = np.abs(dense) < 0.04
     assert np.array_equal(field[near], dense[near])  # exact next to the surface
     assert (origin + 0.02 * (np.asarray(field.shape) - 1) >= 0.7).all()
+
+
+def test_cesium_man_is_textured_in_the_export_frame() -> None:
+    from human3d.eval.subjects import make_subject
+    from tests.conftest import shared_file
+
+    s = make_subject("cesium", shared=shared_file("CesiumMan.glb").parent)
+    v = s.mesh.vertices
+    assert s.body is None and s.mesh.texture is not None and s.mesh.uvs is not None
+    assert abs(v[:, 1].min()) < 1e-6 and abs(v[:, 0].min() + v[:, 0].max()) < 1e-5
+    assert 1.4 < np.ptp(v[:, 1]) < 1.6  # metres, standing
+    feet = v[v[:, 1] < 0.04]
+    assert feet[:, 2].max() > -feet[:, 2].min() + 0.03  # the toes reach further forward (+Z) than the heels back
