@@ -28,8 +28,6 @@ from human3d.types import TexturedMesh
 SUBJECT_POSES: dict[str, dict[str, Any]] = {
     "relaxed": {"left_shoulder": (0.0, 0.0, -0.15), "right_shoulder": (0.0, 0.0, 0.15), "left_elbow": 0.25,
                 "right_elbow": 0.3, "head": (0.05, 0.0, 0.0)},
-    "open": {"left_shoulder": (0.0, 0.0, 0.15), "right_shoulder": (0.0, 0.0, -0.1), "left_elbow": 0.35,
-             "right_elbow": 0.2, "left_hip": (0.0, 0.0, 0.06), "right_hip": (0.0, 0.0, -0.06)},
     "step": {"left_hip": (-0.3, 0.0, 0.05), "left_knee": 0.35, "right_hip": (0.15, 0.0, -0.05),
              "left_shoulder": (0.2, 0.0, 0.0), "right_shoulder": (-0.25, 0.0, 0.0), "left_elbow": 0.5,
              "right_elbow": 0.4},
@@ -62,7 +60,7 @@ class Outfit:
 OUTFITS: dict[str, Outfit] = {
     "skirt": Outfit(pose="relaxed", phenotype={"gender": 1.0}, skirt=True, hair=True,
                     colours={"skirt": (170, 40, 60), "hair": (70, 45, 25)}),
-    "coat": Outfit(pose="open", phenotype={"gender": 0.0, "weight": 0.6}, coat=0.03, coat_tail=True,
+    "coat": Outfit(pose="relaxed", phenotype={"gender": 0.0, "weight": 0.6}, coat=0.03, coat_tail=True,
                    colours={"coat": (150, 110, 70)}),
     "hood": Outfit(pose="step", coat=0.02, hood=True, colours={"coat": (70, 120, 80), "hood": (70, 120, 80)}),
 }
