@@ -156,40 +156,50 @@ def shaded_image(body: SyntheticBody, model: BodyModel, palette: dict[str, tuple
     light = np.array([0.3, 0.5, 1.0])
     light /= np.linalg.norm(light)
     lambert = np.clip(np.abs(n @ light), 0.0, 1.0)
-    colours = {**DEFAULT_PALETTE, **(palette or {})}
-    parts = vertex_parts(model.skinning_weights, model.joint_names)
-    garment = {PART_NAMES.index(p): colours["shirt"] for p in SHIRT_PARTS}
-    garment.update({PART_NAMES.index(p): colours["trousers"] for p in TROUSER_PARTS})
-    colour_of_part = np.array([garment.get(i, colours["skin"]) for i in range(len(PART_NAMES))], dtype=np.float64)
-    vc = _paint_head(body, model.joint_names, np.isin(parts, (FACE, HEAD)), colour_of_part[parts])
-    fc = vc[body.faces].mean(1)
+    fc = part_colours(model, body.vertices, body.keypoints, body.joints, palette)[body.faces].mean(1)
     img = np.full((r, r, 3), 255.0)
     hit = face_id >= 0
     img[hit] = fc[face_id[hit]] * (0.35 + 0.65 * lambert[face_id[hit], None])
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
-def _paint_head(body: SyntheticBody, names: list[str], on_head: np.ndarray, colours: np.ndarray) -> np.ndarray:
+def part_colours(model: BodyModel, vertices: np.ndarray, keypoints: np.ndarray, joints: np.ndarray,
+                 palette: dict[str, tuple[int, int, int]] | None = None) -> np.ndarray:
+    """(V, 3) float vertex colours in 0..255 of a posed body (any frame with canonical axes: (V, 3) vertices,
+    (K, 3) keypoints, (J, 3) joints): a shirt on torso and upper arms, trousers on hips and legs, skin elsewhere (by
+    body part, :mod:`human3d.body.parts`), hair on the back and top of the head, dark eyes and a red mouth.
+    ``palette`` overrides colours of :data:`DEFAULT_PALETTE`."""
+    colours = {**DEFAULT_PALETTE, **(palette or {})}
+    parts = vertex_parts(model.skinning_weights, model.joint_names)
+    garment = {PART_NAMES.index(p): colours["shirt"] for p in SHIRT_PARTS}
+    garment.update({PART_NAMES.index(p): colours["trousers"] for p in TROUSER_PARTS})
+    colour_of_part = np.array([garment.get(i, colours["skin"]) for i in range(len(PART_NAMES))], dtype=np.float64)
+    return _paint_head(vertices, keypoints, joints, model.joint_names, np.isin(parts, (FACE, HEAD)),
+                       colour_of_part[parts])
+
+
+def _paint_head(vertices: np.ndarray, keypoints: np.ndarray, joints: np.ndarray, names: list[str],
+                on_head: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """(V, 3) vertex colours with hair on the back and top of the head, dark eyes and a red mouth on the face, so
     that a picture tells front from back (as a photo does)."""
     from human3d.body.models import KEYPOINT_NAMES
 
-    kp = {n: body.keypoints[i] for i, n in enumerate(KEYPOINT_NAMES)}
+    kp = {n: keypoints[i] for i, n in enumerate(KEYPOINT_NAMES)}
     ears = (kp["left_ear"] + kp["right_ear"]) / 2
     fwd = kp["nose"] - ears
     length = float(np.linalg.norm(fwd))
     fwd = fwd / length
-    up = body.joints[names.index("head")] - body.joints[names.index("neck01")]
+    up = joints[names.index("head")] - joints[names.index("neck01")]
     up = up - np.dot(up, fwd) * fwd
     up = up / np.linalg.norm(up)
     out = colours.copy()
-    d = body.vertices - ears
+    d = vertices - ears
     along, high = d @ fwd, d @ up
     hair = on_head & ((high > 0.55 * length) | ((along < 0.1 * length) & (high > -0.6 * length)))
     out[hair] = (60, 40, 25)
     for eye in ("left_eye", "right_eye"):
-        out[on_head & (np.linalg.norm(body.vertices - kp[eye], axis=1) < 0.16 * length) & (along > 0.6 * length)] = 25
+        out[on_head & (np.linalg.norm(vertices - kp[eye], axis=1) < 0.16 * length) & (along > 0.6 * length)] = 25
     mouth = kp["nose"] - 0.45 * length * up
-    out[on_head & (np.linalg.norm(body.vertices - mouth, axis=1) < 0.22 * length) & (along > 0.6 * length)] = (
+    out[on_head & (np.linalg.norm(vertices - mouth, axis=1) < 0.22 * length) & (along > 0.6 * length)] = (
         160, 50, 50)
     return out
