@@ -243,15 +243,15 @@ def test_the_photo_wins_where_it_sees_in_colour_fusion(outfit):
     from human3d.config import MultiViewConfig
     from human3d.context import StageContext, torch_threads
     from human3d.multiview.prior import generate_prior_views
+    from human3d.ops.mesh import vertex_normals
     from human3d.texture import color_sources
-    from human3d.texture.bake import vertex_normals_np
     from human3d.texture.fuse import depth_maps, fuse_colors
 
     model, photo, framed, exact, _ = outfit
     with torch_threads(1):
         mv = generate_prior_views(framed, exact, MultiViewConfig(resolution=R), StageContext())
     v, f = exact.vertices, exact.faces
-    n = vertex_normals_np(v, f)
+    n = vertex_normals(v, f)
 
     def fused(views):
         src = color_sources(views, front_from_photo=False)
