@@ -16,7 +16,8 @@ Chamfer in % of height, normal consistency, F-score at 1 cm. The last line names
 ``--work DIR`` keeps the ground truths, photos and every stage's output (DIR/<subject>/stages): a rerun reuses all
 of it that is still valid (the pipeline's own cache keys). ``--sheets DIR`` writes DIR/<subject>.png: the photo and
 the final mesh at 0, 90 and 180 degrees, and below them the bare body at 90 degrees and the ground truth at 0, 90 and
-180 degrees. Seconds are wall time per subject for the stages that ran (0 when all were reused).
+180 degrees. Seconds are wall time per subject and stage, of the run that computed each stage (a rerun that reuses a
+stage reports the seconds it took then).
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def run_subject(name: str, args: argparse.Namespace, work: Path, model: object) 
     t0 = time.perf_counter()
     subject, photo = prepare(name, work / name, args.photo_height, model)
     result = reconstruct(photo, work / name / "stages", args.preset, args.backend)
+    result.timings = stage_seconds(work / name / "stages", result.timings)
     row = score(name, subject.mesh, result, args.points)
     if args.sheets is not None:
         write_sheet(args.sheets / f"{name}.png", subject.mesh, result)
@@ -158,8 +160,29 @@ def run_subject(name: str, args: argparse.Namespace, work: Path, model: object) 
     return row, dict(result.timings)
 
 
+def stage_seconds(stages: Path, ran: dict[str, float]) -> dict[str, float]:
+    """Seconds of every stage of the result in ``stages``: those that ran now, and for those reused from the work
+    dir the seconds of the run that computed them (kept in stages/seconds.json beside each stage's cache key)."""
+    import json
+
+    from human3d.pipeline import STAGE_NAMES
+
+    store = stages / "seconds.json"
+    known = json.loads(store.read_text()) if store.is_file() else {}
+    out = {}
+    for index, name in enumerate(STAGE_NAMES):
+        key_file = stages / f"{index}_{name}" / "key.txt"
+        key = key_file.read_text().strip() if key_file.is_file() else None
+        if name in ran:
+            known[name] = {"key": key, "seconds": ran[name]}
+        if key is not None and known.get(name, {}).get("key") == key:
+            out[name] = float(known[name]["seconds"])
+    store.write_text(json.dumps(known, indent=1))
+    return out
+
+
 def stage_table(timings: dict[str, dict[str, float]]) -> str:
-    """Seconds per stage and subject (blank: reused from the work dir)."""
+    """Seconds per stage and subject (blank: reused from a run that did not record them)."""
     from human3d.pipeline import STAGE_NAMES
 
     stages = [s for s in STAGE_NAMES if s != "rig"]
