@@ -19,6 +19,8 @@ from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, BODY_VIEW_WEIGH
 from human3d.config import MultiViewConfig
 from human3d.context import StageContext
 from human3d.errors import NoPersonFoundError
+from human3d.multiview.face import FaceSurface, blend_face_depth, find_face, paste_face_normals
+from human3d.multiview.thickness import body_support, inflate, smooth_inside
 from human3d.render import get_rasterizer, render_normals
 from human3d.types import BodyFit, Framed, MultiView
 
@@ -60,31 +62,38 @@ def body_depth_sheets(body: BodyFit, resolution: int, renderer: str = "auto"
 
 def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray, covered: np.ndarray,
                  smooth_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Front and back depth sheets over ``silhouette`` (R, R): body depths extended to S and rounded at its
-    border. Outside S both are NaN."""
+    """Front and back depth sheets over ``silhouette`` (R, R): the body's depths where it is well inside S, and an
+    inflation of the rest (:mod:`.thickness`: round at the contour, continuing the body where it meets it). Outside
+    S both are NaN."""
     core = ndimage.binary_erosion(covered, iterations=2)  # the body's rim has no thickness: take depths inside it
     if not core.any():
         core = covered
-    if not core.any():
+    if not (core & silhouette).any():
         raise NoPersonFoundError("the fitted body does not overlap the person's silhouette; try another photo or "
                                  "give --mask")
     zf_c = np.where(covered, z_front, 0.0)  # background depth is -inf: keep it out of the arithmetic
     zb_c = np.where(covered, z_back, 0.0)
-    mid = 0.5 * (zf_c + zb_c)
-    half = 0.5 * (zf_c - zb_c)
-    _, (iy, ix) = ndimage.distance_transform_edt(~core, return_indices=True)
-    mid, half = mid[iy, ix], half[iy, ix]
-    mid = ndimage.gaussian_filter(mid, smooth_px)
-    half = ndimage.gaussian_filter(half, smooth_px)
-    # round the sheets off toward the silhouette border: a circular profile over a ramp as wide as the thickness
-    r = silhouette.shape[0]
-    px = 2.0 / r  # canonical units per pixel
-    dist = ndimage.distance_transform_edt(silhouette) * px  # distance to the border of S, canonical units
-    t = np.clip(dist / np.maximum(half, 2 * px), 0.0, 1.0)
-    half = half * np.sqrt(1.0 - (1.0 - t) ** 2)
+    mid = smooth_inside(0.5 * (zf_c + zb_c), core, smooth_px)
+    half = smooth_inside(0.5 * (zf_c - zb_c), core, smooth_px)
+    mid, half = inflate(silhouette, body_support(silhouette, core, half), mid, half)
     zf = np.where(silhouette, mid + half, np.nan)
     zb = np.where(silhouette, mid - half, np.nan)
     return zf, zb
+
+
+def _snap_border(silhouette: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(h, w) canonical x and y of the grid points moved onto the silhouette's outline: down the distance field to
+    the border of ``silhouette`` (R, R). The grid's own outline is a staircase; at the grazing angles of the side
+    views its steps would stripe their normals."""
+    r = silhouette.shape[0]
+    dist = ndimage.gaussian_filter(ndimage.distance_transform_edt(silhouette), 1.0)
+    gv, gu = np.gradient(dist)
+    g = np.hypot(gu, gv)[np.ix_(ys, xs)]
+    du, dv = gu[np.ix_(ys, xs)] / np.maximum(g, 1e-9), gv[np.ix_(ys, xs)] / np.maximum(g, 1e-9)
+    move = np.clip(dist[np.ix_(ys, xs)] - 0.5, 0.0, None)  # pixels to the outline, against the inward gradient
+    u = xs[None, :] + 0.5 - move * du
+    v = ys[:, None] + 0.5 - move * dv
+    return 2.0 * u / r - 1.0, 1.0 - 2.0 * v / r
 
 
 def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +105,9 @@ def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarra
     inside = np.isfinite(zf[np.ix_(ys, xs)])
     inside = ndimage.binary_opening(inside) if inside.sum() > 50 else inside
     h, w = inside.shape
-    border = inside & ~ndimage.binary_erosion(inside, border_value=0)
+    # border: every vertex of a cell that is not complete (8-neighbourhood): a vertex whose only outside neighbour is
+    # diagonal is on the sheet's edge too, and unshared it would open a crack between the sheets (slits in side views)
+    border = inside & ~ndimage.binary_erosion(inside, structure=np.ones((3, 3), bool), border_value=0)
     gx = 2.0 * (xs + 0.5) / r - 1.0
     gy = 1.0 - 2.0 * (ys + 0.5) / r
     zf_g, zb_g = zf[np.ix_(ys, xs)], zb[np.ix_(ys, xs)]
@@ -110,7 +121,9 @@ def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarra
     back_id[border] = front_id[border]  # stitched: border vertices are shared by both sheets
     yy, xx = np.nonzero(inside)
     z_front = np.where(border[yy, xx], mid[yy, xx], zf_g[yy, xx])
-    verts_front = np.stack([gx[xx], gy[yy], z_front], 1)
+    bx_s, by_s = _snap_border(np.isfinite(zf), ys, xs)
+    verts_front = np.stack([np.where(border[yy, xx], bx_s[yy, xx], gx[xx]),
+                            np.where(border[yy, xx], by_s[yy, xx], gy[yy]), z_front], 1)
     by, bx = np.nonzero(back_only)
     verts_back = np.stack([gx[bx], gy[by], zb_g[by, bx]], 1)
     vertices = np.concatenate([verts_front, verts_back]).astype(np.float32)
@@ -128,12 +141,15 @@ def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarra
     return vertices, faces
 
 
-def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto", step: int = 2
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vertices, faces) of the proxy, and the silhouette at ``resolution``."""
+def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto", step: int = 2,
+               face: FaceSurface | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vertices, faces) of the proxy, and the silhouette at ``resolution``; ``face`` (at ``resolution``) is
+    blended into the front sheet."""
     silhouette = resize_mask(framed.mask, resolution)
     z_front, z_back, covered = body_depth_sheets(body, resolution, renderer)
     zf, zb = proxy_depths(silhouette, z_front, z_back, covered, smooth_px=resolution / 192)
+    if face is not None:
+        zf = blend_face_depth(zf, zb, face)
     v, f = sheets_to_mesh(zf, zb, step=max(1, int(step * resolution / 384)))
     return v, f, silhouette
 
@@ -142,13 +158,16 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
     """The six body views (normals, masks; colours in the front view only) from the body and the silhouette."""
     r = int(cfg.resolution)
     ctx.progress(0.1, "building the silhouette proxy from the body fit")
-    v, f, silhouette = proxy_mesh(framed, body, r)
+    face = find_face(framed, body, r, ctx)
+    v, f, silhouette = proxy_mesh(framed, body, r, face=face)
     ctx.progress(0.5, f"rendering {len(BODY_VIEW_NAMES)} views of the proxy ({len(f)} faces)")
     raster = get_rasterizer("auto", "cpu")
     with torch.no_grad():
         out = render_normals(torch.as_tensor(v), torch.as_tensor(f), body_cameras(r), raster, antialias=False)
     normals = out.normals.numpy().astype(np.float32)
     masks = out.frags.mask.numpy()
+    if face is not None:
+        normals[0] = paste_face_normals(normals[0], masks[0], face)
     # the photo decides the front and back outlines exactly; the proxy's grid only approximates them, so pixels of
     # the outline it misses take the normal of the nearest pixel it covers
     for i, target in ((0, silhouette), (3, silhouette[:, ::-1])):
