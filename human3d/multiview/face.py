@@ -156,18 +156,25 @@ def find_face(framed: Framed, body: BodyFit, resolution: int, ctx: StageContext)
 
 
 def blend_face_depth(zf: np.ndarray, zb: np.ndarray, face: FaceSurface) -> np.ndarray:
-    """The front sheet (R, R) with the face blended in: the face surface is shifted in depth to sit on the sheet
-    where the blend begins (median over the blend ring), then mixed in by the blend weight; kept in front of the
-    back sheet ``zb``."""
+    """The front sheet (R, R) with the face blended in.
+
+    The face surface is first placed on the sheet: the plane (offset and tilt) that best carries it onto the sheet
+    over the blend ring is added to it, so the face takes the head's depth and orientation and keeps its own
+    relief; it is then mixed in by the blend weight, and kept in front of the back sheet ``zb``.
+    """
     w = face.weight
     ring = (w > 0) & (w < 0.5) & np.isfinite(zf)
-    if not ring.any():
+    if ring.sum() < 3:
         return zf
-    offset = float(np.median((zf - face.depth)[ring]))
-    target = np.where(w > 0, face.depth + offset, zf)
-    out = np.where(np.isfinite(zf) & (w > 0), zf + w * (target - zf), zf)
-    thin = 0.25 * (zf - zb)  # never let the face pass through the back of the head
-    return np.where(np.isfinite(out), np.maximum(out, zb + np.where(np.isfinite(thin), thin, 0.0)), out)
+    vv, uu = np.nonzero(ring)
+    design = np.stack([np.ones(len(uu)), uu, vv], 1).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(design, (zf - face.depth)[ring], rcond=None)
+    v_all, u_all = np.mgrid[0:zf.shape[0], 0:zf.shape[1]]
+    target = face.depth + coef[0] + coef[1] * u_all + coef[2] * v_all
+    use = np.isfinite(zf) & (w > 0)
+    out = np.where(use, zf + w * (np.where(use, target, 0.0) - zf), zf)
+    floor = zb + 0.25 * (zf - zb)  # never let the face pass through the back of the head
+    return np.where(use, np.maximum(out, floor), out)
 
 
 def depth_normals(depth: np.ndarray) -> np.ndarray:
@@ -183,11 +190,11 @@ def depth_normals(depth: np.ndarray) -> np.ndarray:
     return n / np.linalg.norm(n, axis=-1, keepdims=True)
 
 
-def paste_face_normals(normals: np.ndarray, mask: np.ndarray, face: FaceSurface) -> np.ndarray:
-    """The front normal view (R, R, 3) with the face surface's pixel-resolution normals mixed in by its weight
-    (the proxy's grid is coarser than a nose)."""
+def paste_face_normals(normals: np.ndarray, mask: np.ndarray, face: FaceSurface, zf: np.ndarray) -> np.ndarray:
+    """The front normal view (R, R, 3) with the pixel-resolution normals of the front sheet ``zf`` (R, R; the face
+    blended in) mixed in by the face's weight: the proxy's grid is coarser than a nose."""
     w = np.where(mask, face.weight, 0.0)[..., None]
-    fine = depth_normals(face.depth)
+    fine = depth_normals(zf)
     mixed = (1.0 - w) * normals + w * fine
     mixed /= np.maximum(np.linalg.norm(mixed, axis=-1, keepdims=True), 1e-12)
     return np.where(w > 0, mixed, normals).astype(normals.dtype)

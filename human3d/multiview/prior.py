@@ -75,25 +75,11 @@ def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray
     zb_c = np.where(covered, z_back, 0.0)
     mid = smooth_inside(0.5 * (zf_c + zb_c), core, smooth_px)
     half = smooth_inside(0.5 * (zf_c - zb_c), core, smooth_px)
-    mid, half = inflate(silhouette, body_support(silhouette, core, half), mid, half)
+    support, half = body_support(silhouette, core, half, covered)
+    mid, half = inflate(silhouette, support, mid, half)
     zf = np.where(silhouette, mid + half, np.nan)
     zb = np.where(silhouette, mid - half, np.nan)
     return zf, zb
-
-
-def _snap_border(silhouette: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(h, w) canonical x and y of the grid points moved onto the silhouette's outline: down the distance field to
-    the border of ``silhouette`` (R, R). The grid's own outline is a staircase; at the grazing angles of the side
-    views its steps would stripe their normals."""
-    r = silhouette.shape[0]
-    dist = ndimage.gaussian_filter(ndimage.distance_transform_edt(silhouette), 1.0)
-    gv, gu = np.gradient(dist)
-    g = np.hypot(gu, gv)[np.ix_(ys, xs)]
-    du, dv = gu[np.ix_(ys, xs)] / np.maximum(g, 1e-9), gv[np.ix_(ys, xs)] / np.maximum(g, 1e-9)
-    move = np.clip(dist[np.ix_(ys, xs)] - 0.5, 0.0, None)  # pixels to the outline, against the inward gradient
-    u = xs[None, :] + 0.5 - move * du
-    v = ys[:, None] + 0.5 - move * dv
-    return 2.0 * u / r - 1.0, 1.0 - 2.0 * v / r
 
 
 def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,9 +107,7 @@ def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarra
     back_id[border] = front_id[border]  # stitched: border vertices are shared by both sheets
     yy, xx = np.nonzero(inside)
     z_front = np.where(border[yy, xx], mid[yy, xx], zf_g[yy, xx])
-    bx_s, by_s = _snap_border(np.isfinite(zf), ys, xs)
-    verts_front = np.stack([np.where(border[yy, xx], bx_s[yy, xx], gx[xx]),
-                            np.where(border[yy, xx], by_s[yy, xx], gy[yy]), z_front], 1)
+    verts_front = np.stack([gx[xx], gy[yy], z_front], 1)
     by, bx = np.nonzero(back_only)
     verts_back = np.stack([gx[bx], gy[by], zb_g[by, bx]], 1)
     vertices = np.concatenate([verts_front, verts_back]).astype(np.float32)
@@ -133,6 +117,9 @@ def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarra
     ok = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
     # seen from +z with y up: (a, c, b) and (b, c, d) are counter-clockwise
     front_faces = np.concatenate([np.stack([a[ok], c[ok], b[ok]], 1), np.stack([b[ok], c[ok], d[ok]], 1)])
+    # a cell whose four corners are all border vertices would get the front's two triangles again, reversed: the
+    # two cancel in the vertex normals (zero normals) and hide each other, so it keeps only the front's
+    ok &= ~(border[:-1, :-1] & border[:-1, 1:] & border[1:, :-1] & border[1:, 1:])
     a, b = back_id[:-1, :-1], back_id[:-1, 1:]
     c, d = back_id[1:, :-1], back_id[1:, 1:]
     back_faces = np.concatenate([np.stack([a[ok], b[ok], c[ok]], 1), np.stack([b[ok], d[ok], c[ok]], 1)])
@@ -141,17 +128,42 @@ def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarra
     return vertices, faces
 
 
-def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto", step: int = 2,
-               face: FaceSurface | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vertices, faces) of the proxy, and the silhouette at ``resolution``; ``face`` (at ``resolution``) is
-    blended into the front sheet."""
+def proxy_sheets(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto",
+                 face: FaceSurface | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(zf, zb, silhouette) at ``resolution``: the proxy's depth sheets, ``face`` (at ``resolution``) blended into
+    the front one."""
     silhouette = resize_mask(framed.mask, resolution)
     z_front, z_back, covered = body_depth_sheets(body, resolution, renderer)
     zf, zb = proxy_depths(silhouette, z_front, z_back, covered, smooth_px=resolution / 192)
     if face is not None:
         zf = blend_face_depth(zf, zb, face)
-    v, f = sheets_to_mesh(zf, zb, step=max(1, int(step * resolution / 384)))
+    return zf, zb, silhouette
+
+
+def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto", step: int = 2,
+               face: FaceSurface | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vertices, faces) of the proxy, and the silhouette at ``resolution``."""
+    zf, zb, silhouette = proxy_sheets(framed, body, resolution, renderer, face)
+    v, f = sheets_to_mesh(zf, zb, step=mesh_step(resolution, step))
     return v, f, silhouette
+
+
+def mesh_step(resolution: int, step: int = 2) -> int:
+    """Grid step in pixels of the proxy mesh at ``resolution`` (``step`` at 384)."""
+    return max(1, int(step * resolution / 384))
+
+
+def fill_degenerate_normals(normals: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(N, R, R, 3) normals where every covered pixel whose interpolated normal vanished (vertex normals of the
+    stitched border that cancel across a triangle) takes the normal of the nearest covered pixel that has one."""
+    out = normals.copy()
+    for i in range(len(normals)):
+        valid = np.linalg.norm(normals[i], axis=-1) > 0.5
+        bad = masks[i] & ~valid
+        if bad.any() and valid.any():
+            _, (iy, ix) = ndimage.distance_transform_edt(~valid, return_indices=True)
+            out[i][bad] = normals[i][iy[bad], ix[bad]]
+    return out
 
 
 def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ctx: StageContext) -> MultiView:
@@ -159,7 +171,8 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
     r = int(cfg.resolution)
     ctx.progress(0.1, "building the silhouette proxy from the body fit")
     face = find_face(framed, body, r, ctx)
-    v, f, silhouette = proxy_mesh(framed, body, r, face=face)
+    zf, zb, silhouette = proxy_sheets(framed, body, r, face=face)
+    v, f = sheets_to_mesh(zf, zb, step=mesh_step(r))
     ctx.progress(0.5, f"rendering {len(BODY_VIEW_NAMES)} views of the proxy ({len(f)} faces)")
     raster = get_rasterizer("auto", "cpu")
     with torch.no_grad():
@@ -167,7 +180,8 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
     normals = out.normals.numpy().astype(np.float32)
     masks = out.frags.mask.numpy()
     if face is not None:
-        normals[0] = paste_face_normals(normals[0], masks[0], face)
+        normals[0] = paste_face_normals(normals[0], masks[0], face, zf)
+    normals = fill_degenerate_normals(normals, masks)
     # the photo decides the front and back outlines exactly; the proxy's grid only approximates them, so pixels of
     # the outline it misses take the normal of the nearest pixel it covers
     for i, target in ((0, silhouette), (3, silhouette[:, ::-1])):

@@ -25,6 +25,8 @@ from scipy.sparse.linalg import spsolve
 MID_ANCHOR = 1e-4
 #: Largest grid the two fields are solved on (finer canvases are pooled to it and sampled back): both are smooth.
 SOLVE_RESOLUTION = 384
+#: Part of the body's rim (as a fraction of its half-thickness) that clothes beyond its outline take over.
+RIM_FRACTION = 0.5
 
 _SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -145,9 +147,20 @@ def _fill_nearest(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return a[iy, ix]
 
 
-def body_support(silhouette: np.ndarray, core: np.ndarray, half_body: np.ndarray) -> np.ndarray:
-    """Where the body decides the thickness: its core, at least its own half-thickness away from the silhouette's
-    border (closer than that the border rounds it off, as a circle of that radius would)."""
+def body_support(silhouette: np.ndarray, core: np.ndarray, half_body: np.ndarray, covered: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(support, half): where the body decides the sheets, and its half-thickness there rounded off toward the
+    silhouette's border (a circular profile over a ramp as wide as the thickness).
+
+    The support is the body's core minus the part of its own rim that lies inside the silhouette (within half its
+    thickness of its own outline, where clothes or hair go on beyond it): there the body thins to nothing, and the
+    inflation carries on from deeper inside instead of pinching the clothes at the body's outline.
+    """
     px = 2.0 / silhouette.shape[0]
-    dist = ndimage.distance_transform_edt(silhouette) * px
-    return core & silhouette & (dist >= half_body)
+    d_sil = ndimage.distance_transform_edt(silhouette) * px
+    d_body = ndimage.distance_transform_edt(covered) * px
+    t = np.clip(d_sil / np.maximum(half_body, 2 * px), 0.0, 1.0)
+    rounded = half_body * np.sqrt(1.0 - (1.0 - t) ** 2)
+    outline_shared = d_sil <= d_body + 2 * px  # the body's outline is the silhouette's here
+    support = core & silhouette & ((d_body >= RIM_FRACTION * half_body) | outline_shared)
+    return support, rounded
