@@ -1,12 +1,14 @@
 """The embedded multi-view backend (no weights): views made from the fitted body and the input silhouette.
 
-A Photo-Wake-Up-like proxy: over the photo's silhouette S (front view), a front and a back depth sheet. Their mid
-depth and half-thickness come from the fitted body (front and back depth maps of the body mesh), carried by
-nearest-neighbour extension into the parts of S the body does not cover (loose clothes, hair) and rounded off toward
-the border of S. The two sheets are stitched into one closed mesh and rendered in the six body views, so the targets
-of carving agree with each other by construction: the front mask is S, the back mask S mirrored, and the side views
-show the body's depth profile. Colours are known only in the front view (the photo); the texture stage fills the
-rest by propagation over the mesh (``color_weights`` = front only).
+A Photo-Wake-Up-like proxy: over the photo's silhouette S (front view), a front and a back depth sheet, ``mid ±
+half``. Where the fitted body is well inside S they are the body's (front and back depth maps of the body mesh,
+rounded off toward the border of S); where S leaves the body (loose clothes, hair, hats, held objects) they are an
+inflation of S (:mod:`.thickness`): round at the occluding contour, continuing the body's thickness and depth where
+it meets it. The face mesh of the photo's face (:mod:`.face`, mediapipe's bundled model) is blended into the front
+sheet over the face. The two sheets are stitched into one closed mesh and rendered in the six body views, so the
+targets of carving agree with each other by construction: the front mask is S, the back mask S mirrored, and the
+side views show the body's and the inflation's depth profile. Colours are known only in the front view (the
+photo); the texture stage fills the rest by propagation over the mesh (``color_weights`` = front only).
 """
 
 from __future__ import annotations
@@ -83,33 +85,25 @@ def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray
 
 
 def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """A closed mesh from front/back depth sheets sampled every ``step`` pixels: two grids sharing their border
-    vertices. Returns (vertices (V, 3) float32, faces (F, 3) int64), counter-clockwise seen from outside."""
+    """A closed mesh from front/back depth sheets sampled every ``step`` pixels: two grids joined along their
+    outline by a rim (a wall between the two sheets' edges, facing out in the image plane: the occluding contour).
+    Returns (vertices (V, 3) float32, faces (F, 3) int64), counter-clockwise seen from outside."""
     r = zf.shape[0]
     ys = np.arange(step // 2, r, step)
     xs = np.arange(step // 2, r, step)
     inside = np.isfinite(zf[np.ix_(ys, xs)])
     inside = ndimage.binary_opening(inside) if inside.sum() > 50 else inside
     h, w = inside.shape
-    # border: every vertex of a cell that is not complete (8-neighbourhood): a vertex whose only outside neighbour is
-    # diagonal is on the sheet's edge too, and unshared it would open a crack between the sheets (slits in side views)
-    border = inside & ~ndimage.binary_erosion(inside, structure=np.ones((3, 3), bool), border_value=0)
     gx = 2.0 * (xs + 0.5) / r - 1.0
     gy = 1.0 - 2.0 * (ys + 0.5) / r
     zf_g, zb_g = zf[np.ix_(ys, xs)], zb[np.ix_(ys, xs)]
-    mid = 0.5 * (zf_g + zb_g)
     front_id = -np.ones((h, w), np.int64)
-    back_id = -np.ones((h, w), np.int64)
-    n_front = int(inside.sum())
-    front_id[inside] = np.arange(n_front)
-    back_only = inside & ~border
-    back_id[back_only] = n_front + np.arange(int(back_only.sum()))
-    back_id[border] = front_id[border]  # stitched: border vertices are shared by both sheets
+    n = int(inside.sum())
+    front_id[inside] = np.arange(n)
+    back_id = np.where(inside, front_id + n, -1)  # every grid point has a front and a back vertex
     yy, xx = np.nonzero(inside)
-    z_front = np.where(border[yy, xx], mid[yy, xx], zf_g[yy, xx])
-    verts_front = np.stack([gx[xx], gy[yy], z_front], 1)
-    by, bx = np.nonzero(back_only)
-    verts_back = np.stack([gx[bx], gy[by], zb_g[by, bx]], 1)
+    verts_front = np.stack([gx[xx], gy[yy], zf_g[yy, xx]], 1)
+    verts_back = np.stack([gx[xx], gy[yy], zb_g[yy, xx]], 1)
     vertices = np.concatenate([verts_front, verts_back]).astype(np.float32)
     # two triangles per grid cell whose four corners are inside; rows go down (y decreases) in the grid
     a, b = front_id[:-1, :-1], front_id[:-1, 1:]
@@ -117,15 +111,23 @@ def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarra
     ok = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
     # seen from +z with y up: (a, c, b) and (b, c, d) are counter-clockwise
     front_faces = np.concatenate([np.stack([a[ok], c[ok], b[ok]], 1), np.stack([b[ok], c[ok], d[ok]], 1)])
-    # a cell whose four corners are all border vertices would get the front's two triangles again, reversed: the
-    # two cancel in the vertex normals (zero normals) and hide each other, so it keeps only the front's
-    ok &= ~(border[:-1, :-1] & border[:-1, 1:] & border[1:, :-1] & border[1:, 1:])
     a, b = back_id[:-1, :-1], back_id[:-1, 1:]
     c, d = back_id[1:, :-1], back_id[1:, 1:]
     back_faces = np.concatenate([np.stack([a[ok], b[ok], c[ok]], 1), np.stack([b[ok], d[ok], c[ok]], 1)])
-    faces = np.concatenate([front_faces, back_faces]).astype(np.int64)
-    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    faces = np.concatenate([front_faces, back_faces, rim_faces(front_faces, n)]).astype(np.int64)
     return vertices, faces
+
+
+def rim_faces(front_faces: np.ndarray, offset: int) -> np.ndarray:
+    """(2E, 3) triangles joining every boundary edge (a, b) of the front sheet (F, 3) to its back copy
+    (a + offset, b + offset): for the edge as its face runs it (face on the left), (b, a, a') and (b, a', b') face
+    out to its right."""
+    directed = np.concatenate([front_faces[:, [0, 1]], front_faces[:, [1, 2]], front_faces[:, [2, 0]]])
+    key = np.sort(directed, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    edge = directed[counts[inverse.ravel()] == 1]
+    ea, eb = edge[:, 0], edge[:, 1]
+    return np.concatenate([np.stack([eb, ea, ea + offset], 1), np.stack([eb, ea + offset, eb + offset], 1)])
 
 
 def proxy_sheets(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto",
