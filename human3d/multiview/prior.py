@@ -22,7 +22,7 @@ from human3d.config import MultiViewConfig
 from human3d.context import StageContext
 from human3d.errors import NoPersonFoundError
 from human3d.multiview.face import FaceSurface, blend_face_depth, find_face, paste_face_normals
-from human3d.multiview.thickness import body_support, inflate, smooth_inside
+from human3d.multiview.thickness import body_support, inflate, loose_volume, smooth_inside
 from human3d.render import get_rasterizer, render_normals
 from human3d.types import BodyFit, Framed, MultiView
 
@@ -79,6 +79,7 @@ def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray
     half = smooth_inside(0.5 * (zf_c - zb_c), core, smooth_px)
     support, half = body_support(silhouette, core, half, covered)
     mid, half = inflate(silhouette, support, mid, half)
+    half = loose_volume(silhouette, covered, half)
     zf = np.where(silhouette, mid + half, np.nan)
     zb = np.where(silhouette, mid - half, np.nan)
     return zf, zb

@@ -25,10 +25,18 @@ from scipy.sparse.linalg import spsolve
 MID_ANCHOR = 1e-4
 #: Largest grid the two fields are solved on (finer canvases are pooled to it and sampled back): both are smooth.
 SOLVE_RESOLUTION = 384
+#: Depth-to-width ratio of loose clothes (a skirt's or a coat's cross-section: round, as the inflation elsewhere).
+LOOSE_DEPTH = 1.0
+#: Neighbourhood (canonical units, Gaussian sigma) over which the looseness of the clothes is judged.
+LOOSE_SIGMA = 0.08
+#: Fraction of the neighbourhood outside the body from which the clothes count as fully loose.
+LOOSE_FULL = 0.3
 #: Part of the body's rim (as a fraction of its half-thickness) that clothes beyond its outline take over.
 RIM_FRACTION = 0.5
 
-_SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))
+_SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # the neighbour below, above, right, left (rows go down)
+#: Per-direction ``neumann`` of :func:`solve_laplace`: edges facing down open, the others closed.
+OPEN_BELOW = (True, False, False, False)
 
 
 def _neighbour(a: np.ndarray, dy: int, dx: int, fill: float | bool) -> np.ndarray:
@@ -42,11 +50,13 @@ def _neighbour(a: np.ndarray, dy: int, dx: int, fill: float | bool) -> np.ndarra
 
 
 def solve_laplace(domain: np.ndarray, known: np.ndarray, values: np.ndarray, source: float | np.ndarray = 0.0,
-                  neumann: bool = False, anchor: float = 0.0, anchor_value: float = 0.0) -> np.ndarray:
+                  neumann: bool | tuple[bool, ...] = False, anchor: float = 0.0, anchor_value: float = 0.0
+                  ) -> np.ndarray:
     """Solve ``Σ_q (x_p - x_q) = source_p`` on the unknown pixels ``domain & ~known`` (4-neighbours q).
 
     domain, known: (H, W) bool; values: (H, W) the fixed values where ``known``. A neighbour outside ``domain`` is
-    a zero Dirichlet value, or, with ``neumann``, left out (zero slope across the border). ``anchor`` adds
+    a zero Dirichlet value, or, with ``neumann``, left out (zero slope across the border); ``neumann`` may also be
+    given per direction (below, above, right, left: :data:`OPEN_BELOW` leaves only bottom edges open). ``anchor`` adds
     ``anchor * (x_p - anchor_value)`` to every equation. Returns (H, W) float64: the solution on the unknowns,
     ``values`` on ``known``, NaN outside ``domain``.
     """
@@ -61,11 +71,12 @@ def solve_laplace(domain: np.ndarray, known: np.ndarray, values: np.ndarray, sou
     diag = np.full(n, anchor, np.float64)
     rows, cols = [], []
     fixed = np.where(known & domain, values, 0.0).astype(np.float64)
-    for dy, dx in _SHIFTS:
+    open_side = (neumann,) * 4 if isinstance(neumann, bool) else tuple(neumann)
+    for (dy, dx), open_here in zip(_SHIFTS, open_side):
         nb_index = _neighbour(index, dy, dx, -1)[unknown]
         nb_known = _neighbour(known & domain, dy, dx, False)[unknown]
         nb_inside = _neighbour(domain, dy, dx, False)[unknown]
-        diag += 1.0 if not neumann else nb_inside
+        diag += nb_inside if open_here else 1.0
         rhs += np.where(nb_known, _neighbour(fixed, dy, dx, 0.0)[unknown], 0.0)
         link = nb_index >= 0
         rows.append(np.nonzero(link)[0])
@@ -106,14 +117,43 @@ def inflate(silhouette: np.ndarray, body: np.ndarray, mid_body: np.ndarray, half
     return np.where(silhouette, mid, np.nan), np.where(silhouette, half, np.nan)
 
 
-def relax(domain: np.ndarray, known: np.ndarray, x: np.ndarray, source: float, neumann: bool, iterations: int
-          ) -> np.ndarray:
+def loose_volume(silhouette: np.ndarray, covered: np.ndarray, half: np.ndarray,
+                 max_resolution: int = SOLVE_RESOLUTION) -> np.ndarray:
+    """``half`` (R, R) grown where the clothes are loose: a skirt or a coat wraps the body, so around the legs it
+    is as deep as the skirt is wide, not as the legs are.
+
+    The silhouette's own inflation (``∇²u = -1``, the body ignored) times LOOSE_DEPTH is the volume of what wraps
+    the body: zero on the contour where it faces up or sideways, zero slope where it faces down, since the lower
+    edge of loose clothes or hair is an open hem seen edge-on, as deep there as the cloth above it; it counts in proportion to how much of the neighbourhood (a Gaussian of
+    LOOSE_SIGMA) is silhouette the body does not cover (full from LOOSE_FULL), so tight clothes keep the body's
+    thickness. The two combine by a soft maximum (a 6-norm), smooth where they cross.
+    """
+    r = silhouette.shape[0]
+    k = max(1, int(np.ceil(r / max_resolution)))
+    sil_k = _pool(silhouette, k) >= 0.5
+    none = np.zeros_like(sil_k)
+    u_k = solve_laplace(sil_k, none, np.zeros(sil_k.shape), source=(2.0 * k / r) ** 2, neumann=OPEN_BELOW)
+    u = _upsample(np.where(sil_k, u_k, 0.0), k, r)
+    if k > 1:
+        u = relax(silhouette, np.zeros_like(silhouette), u, (2.0 / r) ** 2, OPEN_BELOW, 4 * k * k)
+    free = np.sqrt(2.0 * np.maximum(u, 0.0))
+    sigma = LOOSE_SIGMA * r / 2.0
+    loose = ndimage.gaussian_filter((silhouette & ~covered).astype(np.float64), sigma)
+    loose /= np.maximum(ndimage.gaussian_filter(silhouette.astype(np.float64), sigma), 1e-9)
+    wrap = np.clip(loose / LOOSE_FULL, 0.0, 1.0) * LOOSE_DEPTH * free
+    out = (np.nan_to_num(half) ** 6 + wrap ** 6) ** (1.0 / 6.0)
+    return np.where(silhouette, out, np.nan)
+
+
+def relax(domain: np.ndarray, known: np.ndarray, x: np.ndarray, source: float, neumann: bool | tuple[bool, ...],
+          iterations: int) -> np.ndarray:
     """Jacobi sweeps of the system of :func:`solve_laplace` from the start ``x`` (R, R): cheap at full resolution,
     and enough to settle the few pixels along the outline that a coarse solve cannot resolve."""
     x = np.where(domain, x, 0.0)
     free = domain & ~known
     inside = domain.astype(np.float64)
-    count = sum(_neighbour(inside, dy, dx, 0.0) for dy, dx in _SHIFTS) if neumann else 4.0
+    open_side = (neumann,) * 4 if isinstance(neumann, bool) else tuple(neumann)
+    count = sum(_neighbour(inside, dy, dx, 0.0) if o else 1.0 for (dy, dx), o in zip(_SHIFTS, open_side))
     count = np.maximum(count, 1.0)
     for _ in range(iterations):
         total = sum(_neighbour(x, dy, dx, 0.0) for dy, dx in _SHIFTS)

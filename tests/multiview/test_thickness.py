@@ -154,3 +154,19 @@ def test_side_views_have_no_slits_on_a_staircase_outline():
         assert m.any() and (ndimage.binary_fill_holes(m) == m).all()
         # (the old stitching saw the inside on ~50% of the 90-degree view; a few grazing edge pixels may remain)
         assert (facing <= -0.05).mean() < 0.02, (cam.name, int((facing <= -0.05).sum()))
+
+
+def test_loose_clothes_wrap_the_body_and_tight_ones_keep_its_thickness():
+    from human3d.multiview.thickness import loose_volume
+
+    r = 128
+    yy, xx = np.mgrid[0:r, 0:r]
+    x, y = 2 * (xx + 0.5) / r - 1, 1 - 2 * (yy + 0.5) / r
+    legs = ((np.abs(x - 0.12) < 0.07) | (np.abs(x + 0.12) < 0.07)) & (y < 0.3) & (y > -0.9)
+    skirt = (np.abs(x) < 0.2 + 0.5 * (0.3 - y)) & (y < 0.3) & (y > -0.3)  # flaring down to an open hem
+    half_legs = np.where(legs, 0.07, 0.0)
+    dressed = loose_volume(legs | skirt, legs, half_legs)
+    row = int(round((1 - (-0.25)) * r / 2 - 0.5))  # just above the hem, between the legs
+    assert dressed[row, r // 2] > 2.0 * 0.07  # as deep as a skirt that wide, not as the legs
+    tight = loose_volume(legs, legs, half_legs)  # trousers: the silhouette is the body's
+    np.testing.assert_allclose(tight[legs], half_legs[legs], rtol=0.01)
