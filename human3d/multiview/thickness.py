@@ -25,12 +25,12 @@ from scipy.sparse.linalg import spsolve
 MID_ANCHOR = 1e-4
 #: Largest grid the two fields are solved on (finer canvases are pooled to it and sampled back): both are smooth.
 SOLVE_RESOLUTION = 384
-#: Depth-to-width ratio of loose clothes (a skirt's or a coat's cross-section: round, as the inflation elsewhere).
-LOOSE_DEPTH = 1.0
+#: Depth-to-width ratio of loose clothes (a skirt's or a coat's cross-section, a little flatter than a circle).
+LOOSE_DEPTH = 0.7
 #: Neighbourhood (canonical units, Gaussian sigma) over which the looseness of the clothes is judged.
 LOOSE_SIGMA = 0.08
 #: Fraction of the neighbourhood outside the body from which the clothes count as fully loose.
-LOOSE_FULL = 0.3
+LOOSE_FULL = 0.35
 #: Part of the body's rim (as a fraction of its half-thickness) that clothes beyond its outline take over.
 RIM_FRACTION = 0.5
 
