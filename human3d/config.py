@@ -138,6 +138,10 @@ class CarveConfig:
     """Weight of the L1 mask loss."""
     remesh_interval: int = 1
     """Remesh every this many iterations."""
+    flip_interval: int = 2
+    """Flip edges in every this many remeshes (collapses and splits run in each). The reference flips in every one;
+    every second one measured 15-20% less CPU per carve on the oracle subject with the same or better Chamfer,
+    normal consistency and normal angle (every third one about the same again)."""
     max_vertices: int = 400_000
     """No more edge splits once the mesh has this many vertices (a memory guard)."""
     max_self_intersections: float = 0.001

@@ -215,7 +215,7 @@ def _carve(vertices: torch.Tensor, faces: torch.Tensor, targets: ViewTargets, cf
     settings = RemeshingSettings(lr=cfg.lr, edge_len_lims=(floor0, max(min(cfg.edge_length_max,
                                                                          cfg.edge_length_range * floor0), floor0)),
                                  laplacian_weight=cfg.laplacian_weight, remesh_interval=cfg.remesh_interval,
-                                 max_vertices=cfg.max_vertices)
+                                 flip_interval=cfg.flip_interval, max_vertices=cfg.max_vertices)
     opt = MeshOptimizer(vertices.detach(), faces, settings)
     t0 = time.perf_counter()
     stats: dict[str, float] = {}
@@ -292,9 +292,10 @@ def carve_with_report(views: MultiView, body: BodyFit, cfg: CarveConfig,
                       ctx: StageContext) -> tuple[Mesh, CarveReport]:
     """:func:`carve_mesh` that also returns its :class:`CarveReport` (timings per step, losses, sizes)."""
     if cfg.iterations < 0 or cfg.resolution < 16 or cfg.edge_length_pixels <= 0 or cfg.edge_length_max <= 0 \
-            or not 0 <= cfg.coarse_fraction < 1 or cfg.coarse_levels < 0:
+            or not 0 <= cfg.coarse_fraction < 1 or cfg.coarse_levels < 0 or cfg.flip_interval < 1:
         raise UsageError("carve settings are invalid: need iterations >= 0, resolution >= 16, edge_length_pixels "
-                         "> 0, edge_length_max > 0, 0 <= coarse_fraction < 1 and coarse_levels >= 0")
+                         "> 0, edge_length_max > 0, 0 <= coarse_fraction < 1, coarse_levels >= 0 and "
+                         "flip_interval >= 1")
     if len(body.faces) == 0:
         raise BadInputError("the body fit has no mesh to carve from; rerun the body stage")
     device = torch.device(ctx.device)

@@ -205,7 +205,6 @@ def select_collapses(vertices: torch.Tensor, faces: torch.Tensor, topo: Topology
     the shortest win such that no face touches two selected edges.
     """
     nv = vertices.shape[0]
-    device = vertices.device
     edges = topo.edges
     length = (vertices[edges[:, 0]] - vertices[edges[:, 1]]).norm(dim=1)
     cand = (length < limit) & topo.interior_edge
@@ -230,9 +229,24 @@ def select_collapses(vertices: torch.Tensor, faces: torch.Tensor, topo: Topology
             ow, y = _expand_csr(n_off, n_val, end)
             too_long = (mid[ow] - vertices[y]).norm(dim=1) > 0.5 * (split_limit[y] + split_limit[end[ow]])
             ok &= torch.bincount(ow[too_long], minlength=ids.numel()) == 0
-    # Faces around a or b that survive must keep their orientation and a sane area.
-    f_off, f_val = _vertex_faces(faces, nv)
-    bad = torch.zeros(ids.numel(), dtype=torch.bool, device=device)
+    ok &= ~_collapse_damages_faces(vertices, faces, a, b, mid)
+    cand = torch.zeros_like(cand)
+    cand[ids[ok]] = True
+    # Independence: no face may touch two selected edges, where an edge touches every face holding one of its
+    # end points. Each collapse also costs its opposite vertices one valence: a low-valence opposite vertex joins
+    # the group so that losses cannot add up; a vertex of valence >= 6 can afford them (end-point exclusivity alone
+    # allows at most one collapse in three around it), which lets high-valence poles shrink quickly.
+    low = topo.valence[topo.edge_opposite.clamp_min(0)] < 6
+    groups = torch.cat([edges, torch.where(low, topo.edge_opposite, edges)], 1)
+    return _select_touching_faces_exclusive(cand, -length, faces, groups, nv)
+
+
+def _collapse_damages_faces(vertices: torch.Tensor, faces: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                            mid: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: collapsing edge (a, b) (N,) to ``mid`` (N, 3) would turn, tilt or squash a face that survives
+    around a or b (faces must keep their orientation and a sane area)."""
+    f_off, f_val = _vertex_faces(faces, vertices.shape[0])
+    bad = torch.zeros(a.numel(), dtype=torch.bool, device=vertices.device)
     # The local surface normal (area-weighted normals of the end points' one-rings): no surviving face may turn
     # away from it, which stops folds building up over repeated collapses at sharp tips, and it stays meaningful
     # where the edge's own faces are needles.
@@ -259,17 +273,8 @@ def select_collapses(vertices: torch.Tensor, faces: torch.Tensor, topo: Topology
         turned = (cos < 0.8) & (q_old > 0.05)
         tilted = (cos_edge < 0.5) & (cos_edge < cos_edge_old - 0.05)
         flips = (~both) & (turned | tilted | (q_new < torch.clamp(0.5 * q_old, max=0.2)))
-        bad |= torch.bincount(ow[flips], minlength=ids.numel()) > 0
-    ok &= ~bad
-    cand = torch.zeros_like(cand)
-    cand[ids[ok]] = True
-    # Independence: no face may touch two selected edges, where an edge touches every face holding one of its
-    # end points. Each collapse also costs its opposite vertices one valence: a low-valence opposite vertex joins
-    # the group so that losses cannot add up; a vertex of valence >= 6 can afford them (end-point exclusivity alone
-    # allows at most one collapse in three around it), which lets high-valence poles shrink quickly.
-    low = topo.valence[topo.edge_opposite.clamp_min(0)] < 6
-    groups = torch.cat([edges, torch.where(low, topo.edge_opposite, edges)], 1)
-    return _select_touching_faces_exclusive(cand, -length, faces, groups, nv)
+        bad |= torch.bincount(ow[flips], minlength=a.numel()) > 0
+    return bad
 
 
 def _select_touching_faces_exclusive(candidate: torch.Tensor, priority: torch.Tensor, faces: torch.Tensor,
