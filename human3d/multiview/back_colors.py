@@ -102,14 +102,14 @@ class RegionSettings:
 
 
 def render_part_labels(vertices: np.ndarray, faces: np.ndarray, parts: np.ndarray, cameras: Sequence[OrthoCamera],
-                       renderer: str = "auto") -> np.ndarray:
+                       renderer: str = "auto", device: str | torch.device = "cpu") -> np.ndarray:
     """(B, R, R) int16 part of the surface each pixel sees (the triangle's corner nearest the pixel), -1 where
-    the mesh is not. vertices (V, 3), faces (F, 3), parts (V,)."""
-    raster = get_rasterizer(renderer, "cpu")
+    the mesh is not. vertices (V, 3), faces (F, 3), parts (V,); rasterized on ``device``."""
+    raster = get_rasterizer(renderer, device)
     with torch.no_grad():
-        frags = raster.rasterize(torch.as_tensor(vertices, dtype=torch.float32),
-                                 torch.as_tensor(faces, dtype=torch.int64), cameras)
-    tri, bary = frags.tri_id.numpy(), frags.bary.numpy()
+        frags = raster.rasterize(torch.as_tensor(vertices, dtype=torch.float32, device=device),
+                                 torch.as_tensor(faces, dtype=torch.int64, device=device), cameras)
+    tri, bary = frags.tri_id.cpu().numpy(), frags.bary.cpu().numpy()
     out = np.full(tri.shape, -1, np.int16)
     hit = tri >= 0
     corners = np.asarray(faces)[tri[hit]]  # (N, 3)
@@ -365,7 +365,8 @@ class RegionColors:
 
 def region_colors(photo: np.ndarray, silhouette: np.ndarray, body: BodyFit, parts: np.ndarray,
                   cameras: Sequence[OrthoCamera], masks: np.ndarray, depths: np.ndarray,
-                  settings: RegionSettings | None = None, renderer: str = "auto") -> RegionColors:
+                  settings: RegionSettings | None = None, renderer: str = "auto",
+                  device: str | torch.device = "cpu") -> RegionColors:
     """Colours of the views ``cameras`` (all at the photo's resolution R) by body region (module docstring).
 
     photo: (R, R, 3) float in [0, 1], the front view; silhouette: (R, R) bool; parts: (V,) of ``body.vertices``;
@@ -375,7 +376,7 @@ def region_colors(photo: np.ndarray, silhouette: np.ndarray, body: BodyFit, part
     r = photo.shape[0]
     front = OrthoCamera("front", 0.0, r)
     parts = np.asarray(parts, np.int64)
-    seen = render_part_labels(body.vertices, body.faces, parts, [front], renderer)[0]
+    seen = render_part_labels(body.vertices, body.faces, parts, [front], renderer, device)[0]
     src = front_sources(extend_labels(seen, silhouette), photo, s)
     nearest_vertex = cKDTree(np.asarray(body.vertices, np.float64))
     colors = np.zeros((len(cameras), r, r, 3), np.float32)
@@ -408,7 +409,7 @@ def body_part_labels(body: BodyFit, ctx: StageContext) -> np.ndarray | None:
         return None
     from human3d.body.models import load_body_model
 
-    model = load_body_model(body.model, "cpu", ctx.weights_dir, ctx)
+    model = load_body_model(body.model, ctx.device, ctx.weights_dir, ctx)
     if len(model.skinning_weights) != len(body.vertices):
         return None
     joints = body.joints if len(body.joints) == len(model.joint_names) else None
@@ -475,7 +476,7 @@ def prior_colors(photo: np.ndarray, silhouette: np.ndarray, body: BodyFit, masks
     cams = [OrthoCamera(BODY_VIEW_NAMES[i], BODY_VIEW_AZIMUTHS[i], r // k) for i in views]
     masks_w = _blocks(masks[views], k, 1).mean((2, 4)) >= 0.5
     out = region_colors(_blocks(photo, k, 0).mean((1, 3)), _blocks(silhouette, k, 0).mean((1, 3)) >= 0.5, body,
-                        parts, cams, masks_w, _blocks(depths[views], k, 1).max((2, 4)))
+                        parts, cams, masks_w, _blocks(depths[views], k, 1).max((2, 4)), device=ctx.device)
     for j, i in enumerate(views):
         colors[i] = _upsample(out.colors[j], masks_w[j], k, masks[i])
         weights[i] = VIEW_COLOR_WEIGHTS[i]

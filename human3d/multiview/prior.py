@@ -164,7 +164,7 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
     normals[~masks] = 0.0
     ctx.progress(0.8, "colouring the back and sides by body region")
     colors, color_weights = prior_colors(resize_rgb(framed.rgb, r).astype(np.float32) / 255.0, silhouette, body,
-                                         masks, out.frags.depth.numpy(), ctx)
+                                         masks, out.frags.depth.cpu().numpy(), ctx)
     ctx.progress(1.0, "done")
     return MultiView(normals=normals, colors=colors, masks=masks, view_weights=np.asarray(VIEW_WEIGHTS, np.float32),
                      view_names=list(BODY_VIEW_NAMES), azimuths=list(BODY_VIEW_AZIMUTHS), backend="prior",
