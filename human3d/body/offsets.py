@@ -19,11 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from human3d.body.silhouette import SilhouetteTarget, silhouette_band, silhouette_loss
-from human3d.ops.mesh import adjacency_matrix, vertex_normals
+from human3d.ops.mesh import uniform_laplacian, vertex_normals
 
 
 @dataclass
@@ -44,16 +43,6 @@ class OffsetSettings:
     band_refresh: int = 10
 
 
-def uniform_laplacian(faces: np.ndarray, n: int) -> torch.Tensor:
-    """(n, n) sparse torch matrix I - D^-1 A of the mesh graph (each vertex minus the mean of its neighbours)."""
-    a = adjacency_matrix(faces, n)
-    deg = np.maximum(np.asarray(a.sum(1)).ravel(), 1.0)
-    lap = (sp.eye(n) - sp.diags(1.0 / deg) @ a).tocoo()
-    index = torch.as_tensor(np.vstack([lap.row, lap.col]), dtype=torch.int64)
-    return torch.sparse_coo_tensor(index, torch.as_tensor(lap.data, dtype=torch.float32), (n, n),
-                                   check_invariants=False).coalesce()
-
-
 def fit_offsets(vertices: np.ndarray, faces: np.ndarray, target: SilhouetteTarget,
                 settings: OffsetSettings) -> np.ndarray:
     """(V,) non-negative offsets along the vertex normals of the posed body (V, 3) (canonical frame, faces (F, 3))
@@ -62,7 +51,6 @@ def fit_offsets(vertices: np.ndarray, faces: np.ndarray, target: SilhouetteTarge
     dev = target.mask.device
     base = torch.as_tensor(vertices, dtype=torch.float32, device=dev)
     normal = torch.as_tensor(vertex_normals(vertices.astype(np.float64), faces), dtype=torch.float32, device=dev)
-    lap = uniform_laplacian(faces, n_v).to(dev)
     faces_t = torch.as_tensor(faces, dtype=torch.int64, device=dev)
     offset = torch.zeros(n_v, device=dev, requires_grad=True)
     opt = torch.optim.Adam([offset], lr=settings.lr)
@@ -73,7 +61,7 @@ def fit_offsets(vertices: np.ndarray, faces: np.ndarray, target: SilhouetteTarge
             band = silhouette_band(xy.detach().cpu().numpy(), faces, target, settings.band_px)
             band_faces = faces_t[band.faces]
         loss = settings.w_silhouette * silhouette_loss(xy, band_faces, target, band.weight)
-        loss = loss + settings.w_smooth * (torch.sparse.mm(lap, offset[:, None]) ** 2).sum()
+        loss = loss + settings.w_smooth * (uniform_laplacian(offset[:, None], faces_t) ** 2).sum()
         loss = loss + settings.w_size * (offset ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
