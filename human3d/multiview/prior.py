@@ -1,12 +1,15 @@
 """The embedded multi-view backend (no weights): views made from the fitted body and the input silhouette.
 
-A Photo-Wake-Up-like proxy: over the photo's silhouette S (front view), a front and a back depth sheet. Their mid
-depth and half-thickness come from the fitted body (front and back depth maps of the body mesh), carried by
-nearest-neighbour extension into the parts of S the body does not cover (loose clothes, hair) and rounded off toward
-the border of S. The two sheets are stitched into one closed mesh and rendered in the six body views, so the targets
-of carving agree with each other by construction: the front mask is S, the back mask S mirrored, and the side views
-show the body's depth profile. Colours: the photo in the front view; the back and sides by body region from the
-photo (:mod:`human3d.multiview.back_colors`), with lower colour weights so that the photo wins where it sees.
+A Photo-Wake-Up-like proxy: over the photo's silhouette S (front view), a front and a back depth sheet, ``mid ±
+half``. Where the fitted body is well inside S they are the body's (front and back depth maps of the body mesh,
+rounded off toward the border of S); where S leaves the body (loose clothes, hair, hats, held objects) they are an
+inflation of S (:mod:`.thickness`): round at the occluding contour, continuing the body's thickness and depth where
+it meets it. The face mesh of the photo's face (:mod:`.face`, mediapipe's bundled model) is blended into the front
+sheet over the face. The two sheets are stitched into one closed mesh and rendered in the six body views, so the
+targets of carving agree with each other by construction: the front mask is S, the back mask S mirrored, and the
+side views show the body's and the inflation's depth profile. Colours: the photo in the front view; the back and
+sides by body region from the photo (:mod:`human3d.multiview.back_colors`), with lower colour weights so that the
+photo wins where it sees.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from human3d.config import MultiViewConfig
 from human3d.context import StageContext
 from human3d.errors import NoPersonFoundError
 from human3d.multiview.back_colors import prior_colors
+from human3d.multiview.face import FaceSurface, blend_face_depth, find_face, paste_face_normals
+from human3d.multiview.thickness import body_support, inflate, loose_volume, smooth_inside
 from human3d.render import get_rasterizer, render_normals
 from human3d.types import BodyFit, Framed, MultiView
 
@@ -62,59 +67,47 @@ def body_depth_sheets(body: BodyFit, resolution: int, renderer: str = "auto", de
 
 def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray, covered: np.ndarray,
                  smooth_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Front and back depth sheets over ``silhouette`` (R, R): body depths extended to S and rounded at its
-    border. Outside S both are NaN."""
+    """Front and back depth sheets over ``silhouette`` (R, R): the body's depths where it is well inside S, and an
+    inflation of the rest (:mod:`.thickness`: round at the contour, continuing the body where it meets it). Outside
+    S both are NaN."""
     core = ndimage.binary_erosion(covered, iterations=2)  # the body's rim has no thickness: take depths inside it
     if not core.any():
         core = covered
-    if not core.any():
+    if not (core & silhouette).any():
         raise NoPersonFoundError("the fitted body does not overlap the person's silhouette; try another photo or "
                                  "give --mask")
     zf_c = np.where(covered, z_front, 0.0)  # background depth is -inf: keep it out of the arithmetic
     zb_c = np.where(covered, z_back, 0.0)
-    mid = 0.5 * (zf_c + zb_c)
-    half = 0.5 * (zf_c - zb_c)
-    _, (iy, ix) = ndimage.distance_transform_edt(~core, return_indices=True)
-    mid, half = mid[iy, ix], half[iy, ix]
-    mid = ndimage.gaussian_filter(mid, smooth_px)
-    half = ndimage.gaussian_filter(half, smooth_px)
-    # round the sheets off toward the silhouette border: a circular profile over a ramp as wide as the thickness
-    r = silhouette.shape[0]
-    px = 2.0 / r  # canonical units per pixel
-    dist = ndimage.distance_transform_edt(silhouette) * px  # distance to the border of S, canonical units
-    t = np.clip(dist / np.maximum(half, 2 * px), 0.0, 1.0)
-    half = half * np.sqrt(1.0 - (1.0 - t) ** 2)
+    mid = smooth_inside(0.5 * (zf_c + zb_c), core, smooth_px)
+    half = smooth_inside(0.5 * (zf_c - zb_c), core, smooth_px)
+    support, half = body_support(silhouette, core, half, covered)
+    mid, half = inflate(silhouette, support, mid, half)
+    half = loose_volume(silhouette, covered, half)
     zf = np.where(silhouette, mid + half, np.nan)
     zb = np.where(silhouette, mid - half, np.nan)
     return zf, zb
 
 
 def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """A closed mesh from front/back depth sheets sampled every ``step`` pixels: two grids sharing their border
-    vertices. Returns (vertices (V, 3) float32, faces (F, 3) int64), counter-clockwise seen from outside."""
+    """A closed mesh from front/back depth sheets sampled every ``step`` pixels: two grids joined along their
+    outline by a rim (a wall between the two sheets' edges, facing out in the image plane: the occluding contour).
+    Returns (vertices (V, 3) float32, faces (F, 3) int64), counter-clockwise seen from outside."""
     r = zf.shape[0]
     ys = np.arange(step // 2, r, step)
     xs = np.arange(step // 2, r, step)
     inside = np.isfinite(zf[np.ix_(ys, xs)])
     inside = ndimage.binary_opening(inside) if inside.sum() > 50 else inside
     h, w = inside.shape
-    border = inside & ~ndimage.binary_erosion(inside, border_value=0)
     gx = 2.0 * (xs + 0.5) / r - 1.0
     gy = 1.0 - 2.0 * (ys + 0.5) / r
     zf_g, zb_g = zf[np.ix_(ys, xs)], zb[np.ix_(ys, xs)]
-    mid = 0.5 * (zf_g + zb_g)
     front_id = -np.ones((h, w), np.int64)
-    back_id = -np.ones((h, w), np.int64)
-    n_front = int(inside.sum())
-    front_id[inside] = np.arange(n_front)
-    back_only = inside & ~border
-    back_id[back_only] = n_front + np.arange(int(back_only.sum()))
-    back_id[border] = front_id[border]  # stitched: border vertices are shared by both sheets
+    n = int(inside.sum())
+    front_id[inside] = np.arange(n)
+    back_id = np.where(inside, front_id + n, -1)  # every grid point has a front and a back vertex
     yy, xx = np.nonzero(inside)
-    z_front = np.where(border[yy, xx], mid[yy, xx], zf_g[yy, xx])
-    verts_front = np.stack([gx[xx], gy[yy], z_front], 1)
-    by, bx = np.nonzero(back_only)
-    verts_back = np.stack([gx[bx], gy[by], zb_g[by, bx]], 1)
+    verts_front = np.stack([gx[xx], gy[yy], zf_g[yy, xx]], 1)
+    verts_back = np.stack([gx[xx], gy[yy], zb_g[yy, xx]], 1)
     vertices = np.concatenate([verts_front, verts_back]).astype(np.float32)
     # two triangles per grid cell whose four corners are inside; rows go down (y decreases) in the grid
     a, b = front_id[:-1, :-1], front_id[:-1, 1:]
@@ -125,19 +118,58 @@ def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarra
     a, b = back_id[:-1, :-1], back_id[:-1, 1:]
     c, d = back_id[1:, :-1], back_id[1:, 1:]
     back_faces = np.concatenate([np.stack([a[ok], b[ok], c[ok]], 1), np.stack([b[ok], d[ok], c[ok]], 1)])
-    faces = np.concatenate([front_faces, back_faces]).astype(np.int64)
-    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    faces = np.concatenate([front_faces, back_faces, rim_faces(front_faces, n)]).astype(np.int64)
     return vertices, faces
 
 
-def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto", step: int = 2,
-               device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(vertices, faces) of the proxy, and the silhouette at ``resolution`` (the body rendered on ``device``)."""
+def rim_faces(front_faces: np.ndarray, offset: int) -> np.ndarray:
+    """(2E, 3) triangles joining every boundary edge (a, b) of the front sheet (F, 3) to its back copy
+    (a + offset, b + offset): for the edge as its face runs it (face on the left), (b, a, a') and (b, a', b') face
+    out to its right."""
+    directed = np.concatenate([front_faces[:, [0, 1]], front_faces[:, [1, 2]], front_faces[:, [2, 0]]])
+    key = np.sort(directed, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    edge = directed[counts[inverse.ravel()] == 1]
+    ea, eb = edge[:, 0], edge[:, 1]
+    return np.concatenate([np.stack([eb, ea, ea + offset], 1), np.stack([eb, ea + offset, eb + offset], 1)])
+
+
+def proxy_sheets(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto",
+                 face: FaceSurface | None = None, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(zf, zb, silhouette) at ``resolution``: the proxy's depth sheets, ``face`` (at ``resolution``) blended into
+    the front one."""
     silhouette = resize_mask(framed.mask, resolution)
     z_front, z_back, covered = body_depth_sheets(body, resolution, renderer, device)
     zf, zb = proxy_depths(silhouette, z_front, z_back, covered, smooth_px=resolution / 192)
-    v, f = sheets_to_mesh(zf, zb, step=max(1, int(step * resolution / 384)))
+    if face is not None:
+        zf = blend_face_depth(zf, zb, face)
+    return zf, zb, silhouette
+
+
+def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto", step: int = 2,
+               face: FaceSurface | None = None, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vertices, faces) of the proxy, and the silhouette at ``resolution`` (the body rendered on ``device``)."""
+    zf, zb, silhouette = proxy_sheets(framed, body, resolution, renderer, face, device)
+    v, f = sheets_to_mesh(zf, zb, step=mesh_step(resolution, step))
     return v, f, silhouette
+
+
+def mesh_step(resolution: int, step: int = 2) -> int:
+    """Grid step in pixels of the proxy mesh at ``resolution`` (``step`` at 384)."""
+    return max(1, int(step * resolution / 384))
+
+
+def fill_degenerate_normals(normals: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """(N, R, R, 3) normals where every covered pixel whose interpolated normal vanished (vertex normals of the
+    stitched border that cancel across a triangle) takes the normal of the nearest covered pixel that has one."""
+    out = normals.copy()
+    for i in range(len(normals)):
+        valid = np.linalg.norm(normals[i], axis=-1) > 0.5
+        bad = masks[i] & ~valid
+        if bad.any() and valid.any():
+            _, (iy, ix) = ndimage.distance_transform_edt(~valid, return_indices=True)
+            out[i][bad] = normals[i][iy[bad], ix[bad]]
+    return out
 
 
 def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ctx: StageContext) -> MultiView:
@@ -145,7 +177,9 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
     silhouette."""
     r = int(cfg.resolution)
     ctx.progress(0.1, "building the silhouette proxy from the body fit")
-    v, f, silhouette = proxy_mesh(framed, body, r, device=ctx.device)
+    face = find_face(framed, body, r, ctx)
+    zf, zb, silhouette = proxy_sheets(framed, body, r, face=face, device=ctx.device)
+    v, f = sheets_to_mesh(zf, zb, step=mesh_step(r))
     ctx.progress(0.5, f"rendering {len(BODY_VIEW_NAMES)} views of the proxy ({len(f)} faces)")
     raster = get_rasterizer("auto", ctx.device)
     with torch.no_grad():
@@ -153,6 +187,9 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
                              body_cameras(r), raster, antialias=False)
     normals = out.normals.cpu().numpy().astype(np.float32)
     masks = out.frags.mask.cpu().numpy()
+    if face is not None:
+        normals[0] = paste_face_normals(normals[0], masks[0], face, zf)
+    normals = fill_degenerate_normals(normals, masks)
     # the photo decides the front and back outlines exactly; the proxy's grid only approximates them, so pixels of
     # the outline it misses take the normal of the nearest pixel it covers
     for i, target in ((0, silhouette), (3, silhouette[:, ::-1])):

@@ -1,0 +1,206 @@
+"""Thickness of the silhouette where the fitted body does not explain it (loose clothes, hair, hats, held objects).
+
+The proxy's front and back sheets are ``mid ± half`` over the photo's silhouette S. Where the body is well inside S
+both come from the body; elsewhere they are solved for with a smoothness prior and the cues a single photo gives:
+
+* **Occluding contour**: at the border of S the surface turns away from the camera, so its normal lies in the image
+  plane. ``half`` is the square root of an inflation ``u`` solving ``∇²u = -1`` with ``u = 0`` on the contour: for a
+  strip of half-width ``a`` that is ``u = (a² - x²) / 2`` and ``half = sqrt(2u)`` a circle of radius ``a``, whose
+  slope is vertical at the contour (Teddy/Photo-Wake-Up-style inflation).
+* **The body**: where the region meets the body, ``u = half_body² / 2``, so the inflated part continues the body's
+  thickness without a step.
+* **Smoothness**: ``mid`` is harmonic (``∇²mid = 0``) with the body's mid depth where it meets the body and zero
+  slope across the contour (Neumann), so a hat or a skirt hangs at the depth of what holds it.
+
+Pixels of S are unknowns of one sparse linear system per field (5-point Laplacian, canonical units).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage, sparse
+from scipy.sparse.linalg import spsolve
+
+#: Weak pull of ``mid`` toward the body's median depth: keeps a region that touches no body pixel well posed.
+MID_ANCHOR = 1e-4
+#: Largest grid the two fields are solved on (finer canvases are pooled to it and sampled back): both are smooth.
+SOLVE_RESOLUTION = 384
+#: Depth-to-width ratio of loose clothes (a skirt's or a coat's cross-section, a little flatter than a circle).
+LOOSE_DEPTH = 0.7
+#: Neighbourhood (canonical units, Gaussian sigma) over which the looseness of the clothes is judged.
+LOOSE_SIGMA = 0.08
+#: Fraction of the neighbourhood outside the body from which the clothes count as fully loose.
+LOOSE_FULL = 0.35
+#: Part of the body's rim (as a fraction of its half-thickness) that clothes beyond its outline take over.
+RIM_FRACTION = 0.5
+
+_SHIFTS = ((1, 0), (-1, 0), (0, 1), (0, -1))  # the neighbour below, above, right, left (rows go down)
+#: Per-direction ``neumann`` of :func:`solve_laplace`: edges facing down open, the others closed.
+OPEN_BELOW = (True, False, False, False)
+
+
+def _neighbour(a: np.ndarray, dy: int, dx: int, fill: float | bool) -> np.ndarray:
+    """``a`` shifted so that out[y, x] = a[y + dy, x + dx], ``fill`` beyond the border."""
+    out = np.full_like(a, fill)
+    h, w = a.shape
+    ys, yd = slice(max(dy, 0), h + min(dy, 0)), slice(max(-dy, 0), h + min(-dy, 0))
+    xs, xd = slice(max(dx, 0), w + min(dx, 0)), slice(max(-dx, 0), w + min(-dx, 0))
+    out[yd, xd] = a[ys, xs]
+    return out
+
+
+def solve_laplace(domain: np.ndarray, known: np.ndarray, values: np.ndarray, source: float | np.ndarray = 0.0,
+                  neumann: bool | tuple[bool, ...] = False, anchor: float = 0.0, anchor_value: float = 0.0
+                  ) -> np.ndarray:
+    """Solve ``Σ_q (x_p - x_q) = source_p`` on the unknown pixels ``domain & ~known`` (4-neighbours q).
+
+    domain, known: (H, W) bool; values: (H, W) the fixed values where ``known``. A neighbour outside ``domain`` is
+    a zero Dirichlet value, or, with ``neumann``, left out (zero slope across the border); ``neumann`` may also be
+    given per direction (below, above, right, left: :data:`OPEN_BELOW` leaves only bottom edges open). ``anchor`` adds
+    ``anchor * (x_p - anchor_value)`` to every equation. Returns (H, W) float64: the solution on the unknowns,
+    ``values`` on ``known``, NaN outside ``domain``.
+    """
+    unknown = domain & ~known
+    out = np.where(known & domain, values, np.nan).astype(np.float64)
+    n = int(unknown.sum())
+    if n == 0:
+        return out
+    index = -np.ones(domain.shape, np.int64)
+    index[unknown] = np.arange(n)
+    rhs = np.broadcast_to(np.asarray(source, np.float64), domain.shape)[unknown].copy() + anchor * anchor_value
+    diag = np.full(n, anchor, np.float64)
+    rows, cols = [], []
+    fixed = np.where(known & domain, values, 0.0).astype(np.float64)
+    open_side = (neumann,) * 4 if isinstance(neumann, bool) else tuple(neumann)
+    for (dy, dx), open_here in zip(_SHIFTS, open_side):
+        nb_index = _neighbour(index, dy, dx, -1)[unknown]
+        nb_known = _neighbour(known & domain, dy, dx, False)[unknown]
+        nb_inside = _neighbour(domain, dy, dx, False)[unknown]
+        diag += nb_inside if open_here else 1.0
+        rhs += np.where(nb_known, _neighbour(fixed, dy, dx, 0.0)[unknown], 0.0)
+        link = nb_index >= 0
+        rows.append(np.nonzero(link)[0])
+        cols.append(nb_index[link])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    a = sparse.csr_matrix((np.r_[diag, -np.ones(len(r))], (np.r_[np.arange(n), r], np.r_[np.arange(n), c])),
+                          shape=(n, n))
+    out[unknown] = spsolve(a.tocsc(), rhs)
+    return out
+
+
+def smooth_inside(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing of ``values`` over ``mask`` only (normalised convolution); NaN-free where ``mask``."""
+    v = np.where(mask, values, 0.0)
+    w = ndimage.gaussian_filter(mask.astype(np.float64), sigma)
+    return ndimage.gaussian_filter(v, sigma) / np.maximum(w, 1e-12)
+
+
+def inflate(silhouette: np.ndarray, body: np.ndarray, mid_body: np.ndarray, half_body: np.ndarray,
+            max_resolution: int = SOLVE_RESOLUTION) -> tuple[np.ndarray, np.ndarray]:
+    """(mid, half) over ``silhouette`` (R, R) in canonical units, fixed to the body's where ``body`` (R, R bool,
+    inside the silhouette) and inflated elsewhere (module docstring); solved on a grid of at most
+    ``max_resolution`` and sampled back to R. NaN outside the silhouette."""
+    r = silhouette.shape[0]
+    k = max(1, int(np.ceil(r / max_resolution)))
+    sil_k, body_k = _pool(silhouette, k) >= 0.5, _pool(body & silhouette, k) >= 0.99
+    body_k &= sil_k
+    mid_k, half_k = _pool(np.where(body, mid_body, 0.0), k), _pool(np.where(body, half_body, 0.0), k)
+    px = 2.0 * k / r
+    u = solve_laplace(sil_k, body_k, 0.5 * half_k ** 2, source=px * px)
+    anchor_value = float(np.median(mid_k[body_k])) if body_k.any() else 0.0
+    mid = solve_laplace(sil_k, body_k, mid_k, neumann=True, anchor=MID_ANCHOR, anchor_value=anchor_value)
+    u, mid = _upsample(np.where(sil_k, u, 0.0), k, r), _upsample(_fill_nearest(mid, sil_k), k, r)
+    if k > 1:  # the body's own values at full resolution, and the layer along the outline relaxed at it
+        u = relax(silhouette, body, np.where(body, 0.5 * half_body ** 2, u), (2.0 / r) ** 2, False, 4 * k * k)
+        mid = relax(silhouette, body, np.where(body, mid_body, mid), 0.0, True, 4 * k * k)
+    half = np.sqrt(2.0 * np.maximum(u, 0.0))
+    return np.where(silhouette, mid, np.nan), np.where(silhouette, half, np.nan)
+
+
+def loose_volume(silhouette: np.ndarray, covered: np.ndarray, half: np.ndarray,
+                 max_resolution: int = SOLVE_RESOLUTION) -> np.ndarray:
+    """``half`` (R, R) grown where the clothes are loose: a skirt or a coat wraps the body, so around the legs it
+    is as deep as the skirt is wide, not as the legs are.
+
+    The silhouette's own inflation (``∇²u = -1``, the body ignored) times LOOSE_DEPTH is the volume of what wraps
+    the body: zero on the contour where it faces up or sideways, zero slope where it faces down, since the lower
+    edge of loose clothes or hair is an open hem seen edge-on, as deep there as the cloth above it; it counts in proportion to how much of the neighbourhood (a Gaussian of
+    LOOSE_SIGMA) is silhouette the body does not cover (full from LOOSE_FULL), so tight clothes keep the body's
+    thickness. The two combine by a soft maximum (a 6-norm), smooth where they cross.
+    """
+    r = silhouette.shape[0]
+    k = max(1, int(np.ceil(r / max_resolution)))
+    sil_k = _pool(silhouette, k) >= 0.5
+    none = np.zeros_like(sil_k)
+    u_k = solve_laplace(sil_k, none, np.zeros(sil_k.shape), source=(2.0 * k / r) ** 2, neumann=OPEN_BELOW)
+    u = _upsample(np.where(sil_k, u_k, 0.0), k, r)
+    if k > 1:
+        u = relax(silhouette, np.zeros_like(silhouette), u, (2.0 / r) ** 2, OPEN_BELOW, 4 * k * k)
+    free = np.sqrt(2.0 * np.maximum(u, 0.0))
+    sigma = LOOSE_SIGMA * r / 2.0
+    loose = ndimage.gaussian_filter((silhouette & ~covered).astype(np.float64), sigma)
+    loose /= np.maximum(ndimage.gaussian_filter(silhouette.astype(np.float64), sigma), 1e-9)
+    wrap = np.clip(loose / LOOSE_FULL, 0.0, 1.0) * LOOSE_DEPTH * free
+    out = (np.nan_to_num(half) ** 6 + wrap ** 6) ** (1.0 / 6.0)
+    return np.where(silhouette, out, np.nan)
+
+
+def relax(domain: np.ndarray, known: np.ndarray, x: np.ndarray, source: float, neumann: bool | tuple[bool, ...],
+          iterations: int) -> np.ndarray:
+    """Jacobi sweeps of the system of :func:`solve_laplace` from the start ``x`` (R, R): cheap at full resolution,
+    and enough to settle the few pixels along the outline that a coarse solve cannot resolve."""
+    x = np.where(domain, x, 0.0)
+    free = domain & ~known
+    inside = domain.astype(np.float64)
+    open_side = (neumann,) * 4 if isinstance(neumann, bool) else tuple(neumann)
+    count = sum(_neighbour(inside, dy, dx, 0.0) if o else 1.0 for (dy, dx), o in zip(_SHIFTS, open_side))
+    count = np.maximum(count, 1.0)
+    for _ in range(iterations):
+        total = sum(_neighbour(x, dy, dx, 0.0) for dy, dx in _SHIFTS)
+        x = np.where(free, (total + source) / count, x)
+    return x
+
+
+def _pool(a: np.ndarray, k: int) -> np.ndarray:
+    """(R, R) -> (ceil(R/k), ceil(R/k)) block means (edge blocks padded by replication)."""
+    if k == 1:
+        return a.astype(np.float64) if a.dtype == bool else a
+    h = -(-a.shape[0] // k) * k
+    a = np.pad(a.astype(np.float64), ((0, h - a.shape[0]), (0, h - a.shape[1])), mode="edge")
+    return a.reshape(h // k, k, h // k, k).mean((1, 3))
+
+
+def _upsample(a: np.ndarray, k: int, r: int) -> np.ndarray:
+    """Bilinear sampling of a block grid (block centres) at the R x R pixel centres."""
+    if k == 1:
+        return a
+    c = (np.arange(r) + 0.5) / k - 0.5
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    return ndimage.map_coordinates(a, [yy, xx], order=1, mode="nearest")
+
+
+def _fill_nearest(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``a`` with every pixel outside ``mask`` set to the value of the nearest pixel inside it."""
+    if mask.all() or not mask.any():
+        return np.nan_to_num(a)
+    _, (iy, ix) = ndimage.distance_transform_edt(~mask, return_indices=True)
+    return a[iy, ix]
+
+
+def body_support(silhouette: np.ndarray, core: np.ndarray, half_body: np.ndarray, covered: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(support, half): where the body decides the sheets, and its half-thickness there rounded off toward the
+    silhouette's border (a circular profile over a ramp as wide as the thickness).
+
+    The support is the body's core minus the part of its own rim that lies inside the silhouette (within half its
+    thickness of its own outline, where clothes or hair go on beyond it): there the body thins to nothing, and the
+    inflation carries on from deeper inside instead of pinching the clothes at the body's outline.
+    """
+    px = 2.0 / silhouette.shape[0]
+    d_sil = ndimage.distance_transform_edt(silhouette) * px
+    d_body = ndimage.distance_transform_edt(covered) * px
+    t = np.clip(d_sil / np.maximum(half_body, 2 * px), 0.0, 1.0)
+    rounded = half_body * np.sqrt(1.0 - (1.0 - t) ** 2)
+    outline_shared = d_sil <= d_body + 2 * px  # the body's outline is the silhouette's here
+    support = core & silhouette & ((d_body >= RIM_FRACTION * half_body) | outline_shared)
+    return support, rounded
