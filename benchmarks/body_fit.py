@@ -9,6 +9,8 @@ and the RGBA cutouts in ../shared/data/photos (when present), put on white and f
 (`fit_body`: mediapipe landmarks + optimisation + outputs); the model is loaded once before the first timed row
 (its cache build, on a cold machine, is reported separately).
 
+Columns: seconds -- wall time of the stage; CPU s -- its CPU seconds (this process, all threads: they grow much less
+than the wall seconds with the load of a shared machine, whose 1-minute average the last line gives).
 Columns (renders, whose ground truth is known):
   IoU -- the fit's silhouette (its surface: the body with its clothing and hair offsets) against the person mask;
   body IoU -- the same for the body model's surface alone (before the offsets);
@@ -23,6 +25,7 @@ Columns (renders, whose ground truth is known):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -171,15 +174,18 @@ def main() -> None:
 
     from human3d.body.fit import fit_body
 
-    print("\n| input | seconds | IoU | body IoU | joints mm | depth wrong | facing deg | bent back | height m | height % |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    times, ious, errs, sheet = [], [], [], []
+    print("\n| input | seconds | CPU s | IoU | body IoU | joints mm | depth wrong | facing deg | bent back | height m "
+          "| height % |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    times, cpus, ious, errs, sheet = [], [], [], [], []
+    load0 = os.getloadavg()[0]
     for name, framed, truth in inputs:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ctx = StageContext(device="cpu", seed=0)
         fit = fit_body(framed, BodyConfig(model="anny", iterations=args.iterations, threads=args.threads), ctx)
         dt = time.perf_counter() - t
         times.append(dt)
+        cpus.append(time.process_time() - c)
         ious.append(fit.report["mask_iou"])
         pred = np.array(list(fit.params["keypoints"].values()))
         bent = sum(f < -10.0 for f in fit.params["hinge_flexion_deg"].values())
@@ -193,7 +199,7 @@ def main() -> None:
             cells = [f"{err:.0f}", f"{wrong}/{considered}", f"{facing:.0f}",
                      f"{100 * (fit.height_m - true_height) / true_height:+.1f}"]
         body_iou = fit.report.get("mask_iou_body", fit.report["mask_iou"])
-        print(f"| {name} | {dt:.1f} | {fit.report['mask_iou']:.3f} | {body_iou:.3f} | {cells[0]} | {cells[1]} | {cells[2]} | {bent} "
+        print(f"| {name} | {dt:.1f} | {cpus[-1]:.1f} | {fit.report['mask_iou']:.3f} | {body_iou:.3f} | {cells[0]} | {cells[1]} | {cells[2]} | {bent} "
               f"| {fit.height_m:.2f} | {cells[3]} |", flush=True)
         if args.sheet is not None:
             r = 256
@@ -201,7 +207,8 @@ def main() -> None:
 
             small = np.asarray(Image.fromarray(framed.rgb).resize((r, r)))
             sheet.append(np.concatenate([small, fit_views(fit.vertices, fit.faces, r)], 1))
-    print(f"\nmean fit time per image: {np.mean(times):.1f} s over {len(times)} images; min IoU {min(ious):.3f}"
+    print(f"\nmean fit time per image: {np.mean(times):.1f} s ({np.mean(cpus):.1f} CPU s) over {len(times)} images; "
+          f"load {load0:.1f}-{os.getloadavg()[0]:.1f}; min IoU {min(ious):.3f}"
           + (f"; median joint error {np.median(errs):.0f} mm" if errs else ""))
     if sheet:
         from PIL import Image

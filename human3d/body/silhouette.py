@@ -8,6 +8,7 @@ pipeline's general renderer lives in :mod:`human3d.render`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,93 +132,106 @@ def front_facing(xy: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0] > 0
 
 
-def soft_silhouette(xy: torch.Tensor, faces: torch.Tensor, resolution: int, sigma: float = 0.5) -> torch.Tensor:
+#: Reach of a triangle in the soft silhouette, in sigmas: beyond it p is taken as 0, and deeper inside it has no
+#: gradient. 4.5 (p = 0.011) keeps the loss's gradient within 8% of the untruncated one on a body fit (4.0: 13%).
+SOFT_REACH = 4.5
+
+
+def soft_silhouette(xy: torch.Tensor, faces: torch.Tensor, resolution: int, sigma: float = 0.5,
+                    pixels: torch.Tensor | None = None) -> torch.Tensor:
     """Differentiable front-view silhouette: (S, S) occupancy in [0, 1] of triangles ``faces`` (F, 3) whose
     vertices project to canonical ``xy`` (V, 2).
 
     Each pixel centre gets from each nearby triangle the probability sigmoid(-d / sigma) of being inside it, d its
     signed distance to the triangle in pixels (negative inside); a pixel is empty only if no triangle covers it,
-    occupancy = 1 - prod(1 - p) (SoftRas's silhouette). Triangles are only tested against pixels within 4 sigma of
-    their bounding box, so the cost follows the number of triangles, not triangles x pixels.
+    occupancy = 1 - prod(1 - p) (SoftRas's silhouette). A triangle is only tested against the pixel centres within
+    ``SOFT_REACH`` sigma of its bounding box, so the cost follows the number of triangles, not triangles x pixels.
+    ``pixels`` (S, S) bool, when given, limits the work to those pixels (the others read 0): a loss that compares
+    only some pixels needs only them.
     """
     s = resolution
-    p = canonical_to_pixels_t(xy, s)
-    tri = p[faces]  # (F, 3, 2)
-    margin = 4.0 * sigma
+    tri = canonical_to_pixels_t(xy, s)[faces]  # (F, 3, 2)
+    reach = SOFT_REACH * sigma
     with torch.no_grad():
-        lo = torch.floor(tri.min(1).values - 0.5 - margin).long()
-        hi = torch.ceil(tri.max(1).values - 0.5 + margin).long()
-        size = (hi - lo + 1).max(1).values
-        inside_canvas = (hi >= 0).all(1) & (lo < s).all(1)
-    log_empty = xy.new_zeros(s * s)
-    done = torch.zeros_like(size, dtype=torch.bool) | ~inside_canvas
-    patch = 4
-    while not bool(done.all()):
-        sel = torch.nonzero(~done & (size <= patch)).squeeze(1) if patch < 32 else torch.nonzero(~done).squeeze(1)
-        if patch >= 32:
-            patch = int(size[sel].max())
-        done[sel] = True
-        if len(sel):
-            log_empty = log_empty + _soft_bucket(tri[sel], lo[sel], patch, s, sigma)
-        patch *= 2
+        k, pix, centre = _nearby_pixels(tri.detach(), s, reach, pixels)
+        bound = _edge_line_bound(tri.detach(), k, centre)
+        # Only pairs within the reach of an edge have a gradient worth computing; deeper inside a triangle,
+        # log(1 - p) is a constant as far as the optimiser is concerned (its derivative vanishes), farther out 0.
+        keep = torch.nonzero(bound < reach).squeeze(1)
+        k, pix, centre, bound = k[keep], pix[keep], centre[keep], bound[keep]
+    d = _TriangleDistance.apply(tri, k, centre, bound <= 0.0, bound > -reach)
+    log_empty = xy.new_zeros(s * s).index_add(0, pix, F.logsigmoid(d / sigma))  # log(1 - sigmoid(-d / sigma))
     return (1.0 - torch.exp(log_empty)).reshape(s, s)
 
 
-def _soft_bucket(tri: torch.Tensor, lo: torch.Tensor, patch: int, s: int, sigma: float) -> torch.Tensor:
-    """(S*S,) sum over these triangles (n, 3, 2) of log(1 - p) per pixel, for the pixels of a patch x patch grid
-    from each triangle's corner ``lo`` (n, 2)."""
-    ar = torch.arange(patch, device=tri.device)
-    gy, gx = torch.meshgrid(ar, ar, indexing="ij")
-    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)  # (P*P, 2) integer offsets (u, v)
-    pix = lo[:, None, :] + grid[None]  # (n, P*P, 2)
-    valid = (pix >= 0).all(-1) & (pix < s).all(-1)
-    out = tri.new_zeros(s * s)
-    with torch.no_grad():
-        # Signed distances to the three edge *lines* (negative inside): their maximum is exact inside the
-        # triangle and a lower bound of the distance outside it, enough to sort the pixels cheaply.
-        c = pix.to(tri.dtype) + 0.5
-        t = tri.detach()[:, None]
-        a, b, d = t[..., 0, :], t[..., 1, :], t[..., 2, :]
-        sign = torch.where(_cross_t(b - a, d - a) >= 0, -1.0, 1.0)
-        line = torch.stack([_cross_t(q - p, c - p) * sign / (q - p).norm(dim=-1).clamp_min(1e-9)
-                            for p, q in ((a, b), (b, d), (d, a))], -1)
-        bound = line.max(-1).values
-    # Only pixels within 4 sigma of an edge have a gradient worth computing; deeper inside, log(1 - p) is a
-    # constant as far as the optimiser is concerned (its derivative vanishes), farther out it is 0.
-    deep = valid & (bound <= -4.0 * sigma)
-    near = valid & ~deep & (bound < 4.0 * sigma)
-    index = pix[..., 1] * s + pix[..., 0]
-    out = out.index_add(0, index[deep], F.logsigmoid(bound[deep] / sigma))
-    ni, pi = torch.nonzero(near, as_tuple=True)
-    if len(ni):
-        c = pix[ni, pi].to(tri.dtype) + 0.5
-        d = _signed_distance(c, tri[ni])
-        out = out.index_add(0, index[ni, pi], F.logsigmoid(d / sigma))  # log(1 - sigmoid(-d / sigma))
-    return out
+def _nearby_pixels(tri: torch.Tensor, s: int, reach: float, pixels: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every (triangle, pixel) pair whose pixel centre lies on the S x S canvas within ``reach`` pixels of the
+    triangle's bounding box (and in ``pixels`` (S, S) bool when given): (M,) triangle indices into ``tri`` (F, 3, 2),
+    (M,) flat pixel indices (row-major) and (M, 2) pixel centres (u, v)."""
+    lo = torch.ceil(tri.min(1).values - reach - 0.5).long().clamp_min(0)  # (F, 2) first pixel (u, v)
+    hi = torch.floor(tri.max(1).values + reach - 0.5).long().clamp_max(s - 1)
+    size = (hi - lo + 1).clamp_min(0)  # (F, 2)
+    count = size[:, 0] * size[:, 1]
+    k = torch.repeat_interleave(torch.arange(len(tri), device=tri.device), count)  # (M,)
+    local = torch.arange(len(k), device=tri.device) - (torch.cumsum(count, 0) - count)[k]
+    row = torch.div(local, size[k, 0], rounding_mode="floor")
+    uv = lo[k] + torch.stack([local - row * size[k, 0], row], -1)  # (M, 2)
+    pix = uv[:, 1] * s + uv[:, 0]
+    if pixels is not None:
+        inside = torch.nonzero(pixels.reshape(-1).to(tri.device)[pix]).squeeze(1)
+        k, pix, uv = k[inside], pix[inside], uv[inside]
+    return k, pix, uv.to(tri.dtype) + 0.5
 
 
-def _signed_distance(c: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
-    """Signed distance (negative inside) from points ``c`` (..., 2) to triangles ``tri`` (..., 3, 2), broadcast."""
-    a, b, d = tri[..., 0, :], tri[..., 1, :], tri[..., 2, :]
-    sign = torch.where(_cross_t(b - a, d - a) >= 0, 1.0, -1.0)  # orientation-independent inside test
-    inside = ((_cross_t(b - a, c - a) * sign >= 0) & (_cross_t(d - b, c - b) * sign >= 0)
-              & (_cross_t(a - d, c - d) * sign >= 0))
-    dist = torch.minimum(torch.minimum(_segment_distance(c, a, b), _segment_distance(c, b, d)),
-                         _segment_distance(c, d, a))
-    return torch.where(inside, -dist, dist)
+def _edge_line_bound(tri: torch.Tensor, k: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """(M,) largest signed distance (negative inside) from points ``c`` (M, 2) to the three edge *lines* of
+    triangles ``tri[k]`` (``tri`` (F, 3, 2)): exact inside the triangle, a lower bound of its distance outside, so
+    a cheap filter."""
+    e = tri.roll(-1, dims=1) - tri  # (F, 3, 2) edges a->b, b->d, d->a
+    sign = torch.where(_cross_t(e[:, 0], -e[:, 2]) >= 0, -1.0, 1.0)  # (F,) orientation-independent
+    scale = sign[:, None] / e.norm(dim=-1).clamp_min(1e-9)  # (F, 3)
+    nx, ny = -e[..., 1] * scale, e[..., 0] * scale  # (F, 3) unit normals pointing out of the triangle
+    line = torch.cat([nx, ny, nx * tri[..., 0] + ny * tri[..., 1]], 1)[k]  # (M, 9)
+    return (line[:, 0:3] * c[:, :1] + line[:, 3:6] * c[:, 1:] - line[:, 6:9]).max(1).values
+
+
+class _TriangleDistance(torch.autograd.Function):
+    """(M,) signed distances (pixels, negative ``inside``) from points ``c`` (M, 2) to triangles ``tri[k]``
+    (``tri`` (F, 3, 2)), with the gradient with respect to ``tri`` written out: the distance is that to the
+    closest point of the nearest edge, which moves with that edge's two corners (in the shares of its position
+    along the edge). Pairs not ``live`` (M,) get no gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, tri: torch.Tensor, k: torch.Tensor, c: torch.Tensor, inside: torch.Tensor,
+                live: torch.Tensor) -> torch.Tensor:
+        t = tri.transpose(1, 2)[k]  # (M, 2, 3): x and y of the corners
+        x, y = t[:, 0], t[:, 1]
+        ex, ey = x.roll(-1, 1) - x, y.roll(-1, 1) - y  # (M, 3) edges from each corner to the next
+        wx, wy = c[:, :1] - x, c[:, 1:] - y
+        share = ((wx * ex + wy * ey) / (ex * ex + ey * ey).clamp_min(1e-12)).clamp(0.0, 1.0)  # (M, 3)
+        dx, dy = wx - share * ex, wy - share * ey  # from each edge's closest point to c
+        sq, edge = (dx * dx + dy * dy).clamp_min(1e-12).min(1)
+        dist = sq.sqrt()
+        pick = edge[:, None]
+        unit = torch.cat([dx.gather(1, pick), dy.gather(1, pick)], 1) / dist[:, None]  # (M, 2)
+        ctx.save_for_backward(k, edge, share.gather(1, pick).squeeze(1), unit,
+                              torch.where(inside, -1.0, 1.0) * live * (sq > 1e-12))
+        ctx.faces = len(tri)
+        return torch.where(inside, -dist, dist)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        k, edge, share, unit, factor = ctx.saved_tensors
+        g = -(grad * factor)[:, None] * unit  # (M, 2) d distance / d closest point, times the incoming gradient
+        out = grad.new_zeros(ctx.faces * 3, 2)
+        out.index_add_(0, k * 3 + edge, (1.0 - share)[:, None] * g)
+        out.index_add_(0, k * 3 + (edge + 1) % 3, share[:, None] * g)
+        return out.reshape(ctx.faces, 3, 2), None, None, None, None
 
 
 def _cross_t(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]
-
-
-def _segment_distance(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Distance from points ``c`` (..., 2) to segments [a, b] (broadcast)."""
-    ab = b - a
-    t = ((c - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)
-    q = a + t.clamp(0.0, 1.0)[..., None] * ab
-    return ((c - q) ** 2).sum(-1).clamp_min(1e-12).sqrt()
-
 
 @dataclass
 class SilhouetteTarget:
@@ -296,6 +310,6 @@ def silhouette_loss(xy: torch.Tensor, faces: torch.Tensor, target: SilhouetteTar
 
     Normalised by the mask's area, so it is about the fraction of the person's pixels that disagree.
     """
-    occ = soft_silhouette(xy, faces, target.resolution, sigma)
-    w = weight.to(occ.device)
+    w = weight.to(xy.device)
+    occ = soft_silhouette(xy, faces, target.resolution, sigma, pixels=w > 0)
     return (w * (occ - target.mask) ** 2).sum() / target.mask.sum().clamp_min(1.0)
