@@ -74,8 +74,8 @@ def test_soft_silhouette_approximates_hard_mask(anny_model):
 
 def _naive_soft(xy: torch.Tensor, faces: np.ndarray, r: int, sigma: float, pixels: np.ndarray) -> torch.Tensor:
     """soft_silhouette's definition, one triangle at a time against every pixel centre, by autograd: a pixel within
-    the reach of the triangle's box and of its edge lines adds log(1 - p) = logsigmoid(d / sigma), d the exact
-    signed distance (a constant when the pixel lies deeper inside than the reach)."""
+    the reach of the triangle's box adds log(1 - p) = logsigmoid(d / sigma), d the exact signed distance (a
+    constant when the pixel lies deeper inside than the reach)."""
     reach = SOFT_REACH * sigma
     v, u = np.nonzero(pixels)
     c = torch.as_tensor(np.stack([u, v], 1) + 0.5, dtype=torch.float32)  # (P, 2)
@@ -85,19 +85,16 @@ def _naive_soft(xy: torch.Tensor, faces: np.ndarray, r: int, sigma: float, pixel
         t = p[f]  # (3, 2)
         near_box = ((c >= t.min(0).values - reach) & (c <= t.max(0).values + reach)).all(1)
         orient = 1.0 if float(_cross2(t[1] - t[0], t[2] - t[0]).detach()) >= 0 else -1.0
-        lines, dists, inside = [], [], torch.ones(len(c), dtype=torch.bool)
+        dists, inside = [], torch.ones(len(c), dtype=torch.bool)
         for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])):
-            side = _cross2(b - a, c - a) * orient
-            inside &= side >= 0
-            lines.append(-side.detach() / (b - a).norm().detach().clamp_min(1e-9))
+            inside &= _cross2(b - a, c - a) * orient >= 0
             s_ = (((c - a) * (b - a)).sum(1) / ((b - a) ** 2).sum().clamp_min(1e-12)).clamp(0.0, 1.0)
             dists.append(((c - a - s_[:, None] * (b - a)) ** 2).sum(1).clamp_min(1e-12).sqrt())
-        bound = torch.stack(lines, 1).max(1).values
         dist = torch.stack(dists, 1).min(1).values
         d = torch.where(inside, -dist, dist)
-        for i in np.nonzero((near_box & (bound < reach)).numpy())[0]:
+        for i in np.nonzero(near_box.numpy())[0]:
             term = torch.nn.functional.logsigmoid(d[i] / sigma)
-            log_empty[i] = log_empty[i] + (term if bound[i] > -reach else term.detach())
+            log_empty[i] = log_empty[i] + (term if d[i] > -reach else term.detach())
     out = torch.zeros(r, r)
     out[torch.as_tensor(v), torch.as_tensor(u)] = 1.0 - torch.exp(torch.stack(log_empty))
     return out
