@@ -66,7 +66,7 @@ class BodyConfig:
     model: str = "auto"
     """auto | anny | smplx. auto prefers SMPL-X when its model files are present."""
     iterations: int = 200
-    """Optimisation steps of the fit (~0.1 s each on one CPU core; 300 measured no better than 200)."""
+    """Optimisation steps of the fit (~0.03 s each on one CPU core; 300 measured no better than 200)."""
     clothing: bool = True
     """Fit clothing and hair as offsets along the body's normals (15% of the iterations, after the body), so the
     body's surface covers a costume, a hat or big hair in the mask; false keeps the body model's bare surface."""
