@@ -219,9 +219,6 @@ class _TriangleDistance(torch.autograd.Function):
         return out.reshape(ctx.faces, 3, 2), None, None, None
 
 
-def _cross_t(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    return p[..., 0] * q[..., 1] - p[..., 1] * q[..., 0]
-
 @dataclass
 class SilhouetteTarget:
     """A mask prepared for :func:`silhouette_loss` at a working resolution S.
