@@ -26,9 +26,6 @@ HAND_KEYPOINTS = {"index": HAND_INDEX_MCP, "pinky": HAND_PINKY_MCP, "thumb": HAN
 #: Crop side = this x the wrist-to-hand-points span (at least a fraction of the forearm), and the hand model's input.
 CROP_FACTOR = 3.0
 CROP_PIXELS = 256
-#: Crop sizes tried in turn (times the first) until a hand is found: the palm detector misses some hands (a fist
-#: seen from the side) at one scale and finds them at another.
-RETRY_GROWTH = (1.0, 1.5)
 
 
 @dataclass
@@ -70,11 +67,9 @@ def detect_hands(rgb: np.ndarray, pose: Landmarks) -> dict[str, Hand]:
                         min_detection_confidence=0.5) as model:
         for side in ("left", "right"):
             box = _crop_box(pose, side)
-            for grow in () if box is None else RETRY_GROWTH:
-                hand = _hand_in_crop(model, rgb, pose, side, (box[0], box[1], box[2] * grow))
-                if hand is not None:
-                    found[side] = hand
-                    break
+            hand = None if box is None else _hand_in_crop(model, rgb, pose, side, box)
+            if hand is not None:
+                found[side] = hand
     return found
 
 
