@@ -16,7 +16,8 @@ Along each finger, from the knuckle out (closed form, no optimisation):
   the thumb worse than leaving it. :func:`finger_pose` can still swing it (each joint by at most
   :data:`THUMB_SWING_DEG`; the thumb's axes differ too much between people and models for fixed hinges).
 
-A hand below :data:`MIN_SCORE` or with a degenerate palm keeps the rest pose.
+A hand below :data:`MIN_SCORE` or with a degenerate palm keeps the rest pose, and so does a finger the landmarks bend
+less than :data:`MIN_BEND_CHANGE_DEG` away from it (within mediapipe's error on an open hand).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ SPREAD_DEG = 25.0
 THUMB_SWING_DEG = (50.0, 70.0, 90.0)
 #: The fingers :func:`finger_pose` sets by default (see the module docstring for the thumb).
 POSED_FINGERS = ("index", "middle", "ring", "pinky")
+#: A finger keeps the rest pose unless the landmarks bend it (:func:`finger_bend`) at least this much more or less
+#: (degrees): on renders of the body model, mediapipe reads open and relaxed fingers 5-25 degrees off.
+MIN_BEND_CHANGE_DEG = 25.0
 #: Hands the hand model is less sure of than this keep the rest pose.
 MIN_SCORE = 0.7
 
@@ -139,9 +143,11 @@ def _finger(rest: RestHand, finger: str, targets: np.ndarray) -> list[Rotation]:
 
 
 def finger_pose(hands: dict[str, Hand], rest_hands: dict[str, RestHand], min_score: float = MIN_SCORE,
-                fingers: tuple[str, ...] = POSED_FINGERS) -> dict[str, np.ndarray]:
+                fingers: tuple[str, ...] = POSED_FINGERS, min_change_deg: float = MIN_BEND_CHANGE_DEG
+                ) -> dict[str, np.ndarray]:
     """Finger joint name -> (3,) rotation vector for each of ``fingers`` of each hand found with at least
-    ``min_score``; absent joints stay in the rest pose."""
+    ``min_score`` whose bend the landmarks change by at least ``min_change_deg``; absent joints stay in the rest
+    pose."""
     pose: dict[str, np.ndarray] = {}
     for side, hand in hands.items():
         if hand.score < min_score or side not in rest_hands:
@@ -157,33 +163,36 @@ def finger_pose(hands: dict[str, Hand], rest_hands: dict[str, RestHand], min_sco
             norms = np.linalg.norm(d, axis=1, keepdims=True)
             if (norms < 1e-6).any():
                 continue
-            for name, r in zip(rest.joints[finger], _finger(rest, finger, d / norms)):
-                pose[name] = r.as_rotvec()
+            posed = {name: r.as_rotvec() for name, r in zip(rest.joints[finger], _finger(rest, finger, d / norms))}
+            if abs(finger_bend(rest, finger, posed) - finger_bend(rest, finger, {})) >= min_change_deg:
+                pose.update(posed)
     return pose
 
 
+def finger_bend(rest: RestHand, finger: str, pose: dict[str, np.ndarray]) -> float:
+    """How far ``finger`` of the ``rest`` hand is bent under ``pose`` (degrees): the sum of the angles between its
+    consecutive segments, from the palm's forward direction (the thumb: from its first segment) out."""
+    q = Rotation.identity()
+    dirs = [] if finger == "thumb" else [rest.palm[:, 1]]
+    for name, d in zip(rest.joints[finger], rest.segments[finger]):
+        q = q * Rotation.from_rotvec(np.asarray(pose.get(name, np.zeros(3)), dtype=np.float64))
+        dirs.append(q.apply(d))
+    return float(sum(math.degrees(math.acos(float(np.clip(a @ b, -1.0, 1.0)))) for a, b in zip(dirs[:-1], dirs[1:])))
+
+
 def finger_bends(pose: dict[str, np.ndarray], rest_hands: dict[str, RestHand]) -> dict[str, float]:
-    """"side_finger" -> how far the finger is bent (degrees): the sum of the angles between its consecutive
-    segments, from the palm's forward direction (the thumb: from its first segment) out, under ``pose``."""
-    out: dict[str, float] = {}
-    for side, rest in rest_hands.items():
-        for finger in FINGERS:
-            q = Rotation.identity()
-            dirs = [] if finger == "thumb" else [rest.palm[:, 1]]
-            for name, d in zip(rest.joints[finger], rest.segments[finger]):
-                q = q * Rotation.from_rotvec(np.asarray(pose.get(name, np.zeros(3)), dtype=np.float64))
-                dirs.append(q.apply(d))
-            out[f"{side}_{finger}"] = float(sum(math.degrees(math.acos(float(np.clip(a @ b, -1.0, 1.0))))
-                                                for a, b in zip(dirs[:-1], dirs[1:])))
-    return out
+    """"side_finger" -> :func:`finger_bend` of every finger of both hands under ``pose``."""
+    return {f"{side}_{finger}": finger_bend(rest, finger, pose) for side, rest in rest_hands.items()
+            for finger in FINGERS}
 
 
-def rest_hands(model: BodyModel, shape: torch.Tensor) -> dict[str, RestHand]:
-    """Both rest hands of ``model`` with ``shape`` (1, S); empty for a model without finger bones (or without
-    ``bone_axes``, which the last finger segments need)."""
+def rest_hands(model: BodyModel, shape: torch.Tensor, joints: np.ndarray | None = None) -> dict[str, RestHand]:
+    """Both rest hands of ``model`` with ``shape`` (1, S) (``joints``: its (J, 3) rest joints when already posed);
+    empty for a model without finger bones (or without ``bone_axes``, which the last finger segments need)."""
     if not has_fingers(model) or not hasattr(model, "bone_axes"):
         return {}
-    with torch.no_grad():
-        joints = model.forward({}, shape).joints[0].detach().cpu().numpy().astype(np.float64)
+    if joints is None:
+        with torch.no_grad():
+            joints = model.forward({}, shape).joints[0].detach().cpu().numpy()
     axes = model.bone_axes(shape)
-    return {side: rest_hand(model, joints, axes, side) for side in ("left", "right")}
+    return {side: rest_hand(model, np.asarray(joints, np.float64), axes, side) for side in ("left", "right")}

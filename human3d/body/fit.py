@@ -632,7 +632,8 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
     target = prepare_silhouette(obs.mask, obs.open_region, min(settings.silhouette_resolution, obs.resolution),
                                 device)
     tg = _fit_targets(obs, conf, have_kp, settings, device, rest_kp)
-    fingers = finger_pose(obs.hands, rest_hands(model, model.shape_mean[None].float().to(device)))
+    mean_shape = model.shape_mean[None].float().to(device)
+    fingers = finger_pose(obs.hands, rest_hands(model, mean_shape, rest.joints[0].cpu().numpy())) if obs.hands else {}
     fixed = {j: torch.as_tensor(rv, dtype=torch.float32, device=device)[None] for j, rv in fingers.items()}
 
     n_it = max(int(settings.iterations), 1)

@@ -71,7 +71,7 @@ def hand_landmarks(model, rest, side: str, pose: dict[str, np.ndarray], turn: Ro
 
 
 def test_finger_pose_inverts_exact_landmarks_and_keeps_its_limits(anny_model, hands_rest):
-    pose = curled(hands_rest, "left", FIST_DEG) | curled(hands_rest, "right", (10.0, 5.0, 5.0))
+    pose = curled(hands_rest, "left", FIST_DEG) | curled(hands_rest, "right", (20.0, 15.0, 10.0))
     turn = Rotation.from_euler("xyz", (40.0, -70.0, 20.0), degrees=True)  # any wrist orientation
     hands = {s: Hand(s, np.zeros((21, 2)), hand_landmarks(anny_model, hands_rest, s, pose, turn), 1.0)
              for s in ("left", "right")}
@@ -82,12 +82,16 @@ def test_finger_pose_inverts_exact_landmarks_and_keeps_its_limits(anny_model, ha
     # a finger bent backward far past the limits is held at them; an unsure hand keeps the rest pose
     back = curled(hands_rest, "left", (-60.0, -60.0, -60.0))
     hands = {"left": Hand("left", np.zeros((21, 2)), hand_landmarks(anny_model, hands_rest, "left", back, turn), 1.0)}
-    bent = finger_pose(hands, hands_rest)
+    bent = finger_pose(hands, hands_rest, min_change_deg=0.0)
     for finger in POSED_FINGERS:
         for k, (lo, _) in enumerate(FLEX_RANGE_DEG[1:], start=1):
             name = hands_rest["left"].joints[finger][k]
             assert np.degrees(np.linalg.norm(bent[name])) == pytest.approx(-lo, abs=0.5)
     assert finger_pose({"left": dataclasses.replace(hands["left"], score=0.3)}, hands_rest) == {}
+    # a finger bent less than the landmarks' error on an open hand keeps the rest pose
+    slight = curled(hands_rest, "left", (8.0, 8.0, 5.0))
+    hands = {"left": Hand("left", np.zeros((21, 2)), hand_landmarks(anny_model, hands_rest, "left", slight, turn), 1.0)}
+    assert finger_pose(hands, hands_rest) == {}
 
 
 def _photo(model, pose: dict) -> tuple:
@@ -118,7 +122,7 @@ def test_a_fist_and_an_open_hand_are_fitted(anny_model, hands_rest):
     obs, ctx = _observe(framed)
     assert set(obs.hands) == {"left", "right"}
     fit = fit_observations(anny_model, obs, FitSettings(iterations=40, offset_share=0.0), ctx)
-    assert fit.report["fingers_posed"] == ["left", "right"]
+    assert "left" in fit.report["fingers_posed"]
     fitted = {k: np.asarray(v) for k, v in fit.params["body_pose"].items()}
     truth, got, rest = (finger_bends(p, hands_rest) for p in (body.rotvecs, fitted, {}))
     fist = [f"left_{f}" for f in POSED_FINGERS]
@@ -127,8 +131,9 @@ def test_a_fist_and_an_open_hand_are_fitted(anny_model, hands_rest):
     err_rest = {k: abs(rest[k] - truth[k]) for k in fist + open_}
     # mediapipe reads a rendered fist 25-45% less curled than it is (its 3D landmarks, not this mapping: exact
     # landmarks are inverted exactly above), so the fist is asked to close at least half the gap from the rest
-    # pose, every finger a third of it. It reads the open hand 5-25 degrees flatter than it is, about as far off
-    # as the rest pose: those fingers must stay open (within 25 degrees) and all eight be closer than at rest.
+    # pose, every finger a third of it. It reads the open hand 5-25 degrees flatter than it is, within the change
+    # a finger needs to leave the rest pose: those fingers must stay open (within 25 degrees of the truth), and all
+    # eight be closer than at rest.
     assert np.mean([err[k] for k in fist]) <= 0.5 * np.mean([err_rest[k] for k in fist]), (got, truth)
     assert all(err[k] <= 0.67 * err_rest[k] for k in fist), (got, truth)
     assert max(err[k] for k in open_) <= 25.0, (got, truth)
