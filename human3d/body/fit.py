@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from human3d.body.fingers import finger_pose, rest_hands
 from human3d.body.hands import HAND_KEYPOINTS, HAND_WRIST, Hand, detect_hands
+from human3d.body.head import FRONTAL, head_rotation, head_segments
 from human3d.body.keypoints import (
     KEYPOINT_WEIGHTS,
     MIRROR,
@@ -89,7 +91,9 @@ class Observations:
     confidence: (K,) in [0, 1]; world: (K, 3) metric 3D landmarks in canonical axes (or None);
     open_region: (R, R) bool pixels beyond a photo edge that cut the person (the body may continue there) or None;
     facing: "camera" or "away" (the person's front toward or away from the camera) when the landmarks tell;
-    hand_keypoints: indices of the keypoints a hand model set (their 3D directions from the wrist count).
+    hand_keypoints: indices of the keypoints a hand model set (their 3D directions from the wrist count);
+    hands: the hands found (:mod:`human3d.body.hands`) by the subject's side as fitted (they set the fingers);
+    head: (3, 3) the head's rotation from the face's landmarks (:mod:`human3d.body.head`) or None.
     """
 
     mask: np.ndarray
@@ -99,6 +103,8 @@ class Observations:
     open_region: np.ndarray | None = None
     facing: str | None = None
     hand_keypoints: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    hands: dict[str, Hand] = field(default_factory=dict)
+    head: np.ndarray | None = None
 
     @property
     def resolution(self) -> int:
@@ -238,13 +244,17 @@ def observations_from_framed(framed: Framed, landmarks: Landmarks | None, ctx: S
                  "rest of the body follows the pose prior")
     if not np.isfinite(world).all():
         return Observations(mask=framed.mask.astype(bool), keypoints=xy, confidence=conf, open_region=open_region)
-    xy, conf, world, hand_kp = with_hands(xy, conf, world, hands or {}, r)
+    hands = hands or {}
+    xy, conf, world, hand_kp = with_hands(xy, conf, world, hands, r)
     toward = facing_camera(world) > 0.0
-    xy, conf, world, facing = _decide_facing(framed.rgb, landmarks, xy, conf, world, ctx)
-    if toward and facing == "away":  # turned around: the hand points moved to their partners' names
+    head = head_rotation(framed.rgb, landmarks)
+    xy, conf, world, facing = _decide_facing(framed.rgb, landmarks, xy, conf, world, ctx, head)
+    if toward != (facing == "camera"):  # turned around: the hand points moved to their partners' names
         hand_kp = MIRROR[hand_kp]
+        hands = {("right" if side == "left" else "left"): hand for side, hand in hands.items()}
     return Observations(mask=framed.mask.astype(bool), keypoints=xy, confidence=conf, world=world,
-                        open_region=open_region, facing=facing, hand_keypoints=hand_kp)
+                        open_region=open_region, facing=facing, hand_keypoints=hand_kp, hands=hands,
+                        head=head if facing == "camera" else None)
 
 
 def with_hands(xy: np.ndarray, conf: np.ndarray, world: np.ndarray, hands: dict[str, Hand], resolution: int
@@ -266,9 +276,12 @@ def with_hands(xy: np.ndarray, conf: np.ndarray, world: np.ndarray, hands: dict[
 
 
 def _decide_facing(rgb: np.ndarray, landmarks: Landmarks, xy: np.ndarray, conf: np.ndarray, world: np.ndarray,
-                   ctx: StageContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """Which way the person faces: mediapipe's 3D landmarks say, unless they face the camera while no face is found
-    at the head (mediapipe then mostly read a back view as a front view): the landmarks are turned around.
+                   ctx: StageContext, head: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Which way the person faces: mediapipe's 3D landmarks say, unless the face says otherwise. They face the
+    camera while no face is found at the head (mediapipe then mostly read a back view as a front view), or they
+    face away while the face detector finds a face and the face mesh (``head``, :func:`~human3d.body.head.
+    head_rotation`) looks toward the camera (a frontal face is only seen from the front): the landmarks are turned
+    around.
 
     Returns the (possibly turned) model-order landmarks and "camera" or "away"; warns when the front is unseen.
     """
@@ -278,6 +291,10 @@ def _decide_facing(rgb: np.ndarray, landmarks: Landmarks, xy: np.ndarray, conf: 
         xy, conf, world = turned_around(xy, conf, world)
         toward = False
         log.info("no face at the head although the landmarks face the camera: reading the photo as a back view")
+    elif not toward and face is True and head is not None and head[2, 2] >= FRONTAL:
+        xy, conf, world = turned_around(xy, conf, world)
+        toward = True
+        log.info("a frontal face at the head although the landmarks face away: reading the photo as a front view")
     if not toward:
         ctx.warn("the person is seen from behind: the body is fitted facing away from the camera and the "
                  "reconstruction keeps the person's front as its front, but that front is not in the photo "
@@ -349,9 +366,11 @@ class _Posed:
         self.log_scale = torch.zeros(1, **f32, requires_grad=True)
         self.trans = torch.zeros(2, **f32, requires_grad=True)
         self.shape = model.shape_mean.clone().float().to(device)[None].requires_grad_(True)
+        self.fixed: dict[str, torch.Tensor] = {}
+        """Rotations held as they are (the fingers, :mod:`human3d.body.fingers`): joint name -> (1, 3)."""
 
     def rotvecs(self) -> dict[str, torch.Tensor]:
-        out = {j: self.ball[i][None] for i, j in enumerate(BALLS)}
+        out = {j: self.ball[i][None] for i, j in enumerate(BALLS)} | self.fixed
         for i, j in enumerate(HINGES):
             out[j] = (self.hinge[i] * self.hinge_axis[j])[None]
         return out
@@ -571,11 +590,12 @@ def _hypotheses(obs: Observations, conf: np.ndarray, have_kp: bool) -> list[tupl
 
 def _warm_up(model: BodyModel, rest: BodyOutput, rest_kp: np.ndarray, obs: Observations, conf: np.ndarray,
              tg: _Targets, settings: FitSettings, steps: int, hypothesis: tuple[str, np.ndarray | None, bool],
-             device: torch.device) -> tuple[_Posed, float]:
+             device: torch.device, fixed: dict[str, torch.Tensor]) -> tuple[_Posed, float]:
     """One hypothesis: its start, then ``steps`` keypoint-only steps (frozen shape) on the common targets ``tg``.
     Returns the body and its final loss (keypoints, 3D directions, priors), by which hypotheses are compared."""
     name, world, limbs = hypothesis
     posed = _Posed(model.subset(np.zeros(0, dtype=np.int64)), rest, device)
+    posed.fixed = fixed
     if world is not None:
         _initial_pose(posed, rest_kp, world, conf, limbs=limbs)
     _initial_placement(posed, obs)
@@ -611,14 +631,17 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
     conf = obs.confidence.astype(np.float64) if have_kp else np.zeros(len(KEYPOINT_NAMES))
     target = prepare_silhouette(obs.mask, obs.open_region, min(settings.silhouette_resolution, obs.resolution),
                                 device)
-    tg = _fit_targets(obs, conf, have_kp, settings, device)
+    tg = _fit_targets(obs, conf, have_kp, settings, device, rest_kp)
+    mean_shape = model.shape_mean[None].float().to(device)
+    fingers = finger_pose(obs.hands, rest_hands(model, mean_shape, rest.joints[0].cpu().numpy())) if obs.hands else {}
+    fixed = {j: torch.as_tensor(rv, dtype=torch.float32, device=device)[None] for j, rv in fingers.items()}
 
     n_it = max(int(settings.iterations), 1)
     n_offsets = int(round(settings.offset_share * n_it)) if n_it >= 10 else 0
     n_body = n_it - n_offsets
     warmup = int(0.3 * n_body) if have_kp else 0
     # --- warm-up: every start on the keypoints (cheap: only the keypoints' vertices are posed); the best goes on
-    tried = [(h[0], *_warm_up(model, rest, rest_kp, obs, conf, tg, settings, warmup // 2, h, device))
+    tried = [(h[0], *_warm_up(model, rest, rest_kp, obs, conf, tg, settings, warmup // 2, h, device, fixed))
              for h in _hypotheses(obs, conf, have_kp)]
     name, posed, _ = min(tried, key=lambda t: t[2])
     _refine(posed, model, tg, target, settings, (warmup // 2, warmup, n_body), ctx)
@@ -630,15 +653,17 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
         _add_offsets(result, model, obs, target, dataclasses.replace(settings.offsets, steps=n_offsets))
         result.report["seconds_offsets"] = round(time.perf_counter() - t0, 3)
     result.report["start"] = name
+    result.report["fingers_posed"] = sorted({j.rsplit("_", 1)[0] for j in fingers})
+    result.report["head_from_face"] = obs.head is not None
     result.report["starts_loss"] = {t[0]: round(t[2], 4) for t in tried}
     return result
 
 
 def _fit_targets(obs: Observations, conf: np.ndarray, have_kp: bool, settings: FitSettings,
-                 device: torch.device) -> _Targets:
-    """The loss's targets from the observations: visible keypoints (weights normalised), 3D limb directions, and
-    the pose prior's weights (30x stronger without landmarks: then only the silhouette speaks, so the pose stays
-    near the rest pose)."""
+                 device: torch.device, rest_kp: np.ndarray | None = None) -> _Targets:
+    """The loss's targets from the observations: visible keypoints (weights normalised), 3D limb directions (and
+    the head's, from the face, given the (K, 3) rest keypoints), and the pose prior's weights (30x stronger without
+    landmarks: then only the silhouette speaks, so the pose stays near the rest pose)."""
     kp_t = kp_w = None
     if have_kp:
         kp_t = torch.as_tensor(obs.keypoints, dtype=torch.float32, device=device)
@@ -647,6 +672,12 @@ def _fit_targets(obs: Observations, conf: np.ndarray, have_kp: bool, settings: F
     prior_w = torch.tensor([POSE_PRIOR[j] for j in BALLS], dtype=torch.float32, device=device)
     feet = settings.world_feet and obs.facing != "away"
     seg_idx, seg_dirs = _segment_targets(obs.world if have_kp else None, conf, device, feet, obs.hand_keypoints)
+    if obs.head is not None and rest_kp is not None:
+        pairs, dirs = head_segments(obs.head, rest_kp)
+        pairs_t = torch.as_tensor(pairs, device=device)
+        dirs_t = torch.as_tensor(dirs, dtype=torch.float32, device=device)
+        seg_idx = pairs_t if seg_idx is None else torch.cat([seg_idx, pairs_t])
+        seg_dirs = dirs_t if seg_dirs is None else torch.cat([seg_dirs, dirs_t])
     return _Targets(kp_t, kp_w, seg_idx, seg_dirs, prior_w, settings.w_pose * (1.0 if have_kp else 30.0))
 
 

@@ -4,7 +4,7 @@ landmark models are inside the wheel, nothing is downloaded) run on a crop aroun
 The pose model's own hand points (index, pinky, thumb) are coarse; the hand model's 21 landmarks are not. Their
 knuckles replace the pose's hand points in the fit (Anny's keypoints there are the index and pinky knuckles and the
 thumb's second joint, the same points), and their 3D directions from the wrist set the wrist's orientation in
-depth. Finger articulation is not fitted (the body models' fingers stay in their rest pose).
+depth; their finger landmarks set the fingers (:mod:`human3d.body.fingers`).
 
 Coordinates as in :mod:`human3d.body.keypoints`: canvas pixels (u right, v down), canonical axes for 3D.
 """
@@ -12,6 +12,7 @@ Coordinates as in :mod:`human3d.body.keypoints`: canvas pixels (u right, v down)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,31 +61,39 @@ def detect_hands(rgb: np.ndarray, pose: Landmarks) -> dict[str, Hand]:
         from mediapipe.python.solutions import hands as mp_hands
     except ImportError as err:
         raise MissingBackendError("hand landmarks need mediapipe: pip install mediapipe==0.10.21") from err
-    from PIL import Image
 
     found: dict[str, Hand] = {}
     with mp_hands.Hands(static_image_mode=True, max_num_hands=1, model_complexity=1,
                         min_detection_confidence=0.5) as model:
         for side in ("left", "right"):
             box = _crop_box(pose, side)
-            if box is None:
-                continue
-            cu, cv, size = box
-            x0, y0 = cu - size / 2, cv - size / 2
-            crop = Image.fromarray(rgb).crop((round(x0), round(y0), round(x0 + size), round(y0 + size)))
-            crop = crop.resize((CROP_PIXELS, CROP_PIXELS), Image.BILINEAR)
-            result = model.process(np.ascontiguousarray(np.asarray(crop)))
-            if not result.multi_hand_landmarks:
-                continue
-            k = round(size) / CROP_PIXELS
-            lm = result.multi_hand_landmarks[0].landmark
-            px = np.array([[round(x0) + p.x * CROP_PIXELS * k, round(y0) + p.y * CROP_PIXELS * k] for p in lm])
-            wrist = pose.pixels[MEDIAPIPE_NAMES.index(f"{side}_wrist")]
-            if np.linalg.norm(px[HAND_WRIST] - wrist) > size / 3:
-                continue  # another hand in the crop (the other one, or a neighbour's)
-            wl = result.multi_hand_world_landmarks[0].landmark
-            # mediapipe: x right, y down, z away from the camera -> canonical x, -y, -z (as the pose's world)
-            world = np.array([[p.x, -p.y, -p.z] for p in wl], dtype=np.float64)
-            score = float(result.multi_handedness[0].classification[0].score)
-            found[side] = Hand(side=side, pixels=px, world=world, score=score)
+            hand = None if box is None else _hand_in_crop(model, rgb, pose, side, box)
+            if hand is not None:
+                found[side] = hand
     return found
+
+
+def _hand_in_crop(model: Any, rgb: np.ndarray, pose: Landmarks, side: str, box: tuple[float, float, float]
+                  ) -> Hand | None:
+    """The hand mediapipe Hands finds in the square ``box`` (centre u, v, side) of the canvas, when its wrist is
+    ``side``'s wrist of ``pose`` (within a third of the crop)."""
+    from PIL import Image
+
+    cu, cv, size = box
+    x0, y0 = cu - size / 2, cv - size / 2
+    crop = Image.fromarray(rgb).crop((round(x0), round(y0), round(x0 + size), round(y0 + size)))
+    crop = crop.resize((CROP_PIXELS, CROP_PIXELS), Image.BILINEAR)
+    result = model.process(np.ascontiguousarray(np.asarray(crop)))
+    if not result.multi_hand_landmarks:
+        return None
+    k = round(size) / CROP_PIXELS
+    lm = result.multi_hand_landmarks[0].landmark
+    px = np.array([[round(x0) + p.x * CROP_PIXELS * k, round(y0) + p.y * CROP_PIXELS * k] for p in lm])
+    wrist = pose.pixels[MEDIAPIPE_NAMES.index(f"{side}_wrist")]
+    if np.linalg.norm(px[HAND_WRIST] - wrist) > size / 3:
+        return None  # another hand in the crop (the other one, or a neighbour's)
+    wl = result.multi_hand_world_landmarks[0].landmark
+    # mediapipe: x right, y down, z away from the camera -> canonical x, -y, -z (as the pose's world)
+    world = np.array([[p.x, -p.y, -p.z] for p in wl], dtype=np.float64)
+    score = float(result.multi_handedness[0].classification[0].score)
+    return Hand(side=side, pixels=px, world=world, score=score)

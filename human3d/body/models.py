@@ -38,6 +38,13 @@ ARTICULATED_JOINTS: tuple[str, ...] = (
     "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
 
+#: Finger joints (SMPL-X's names), three per finger from the knuckle out (the thumb's first is its base, at the
+#: wrist). Posed like :data:`ARTICULATED_JOINTS` by the models that have finger bones (Anny); the fit sets them
+#: from hand landmarks (:mod:`human3d.body.fingers`) and never optimises them.
+FINGERS: tuple[str, ...] = ("thumb", "index", "middle", "ring", "pinky")
+FINGER_JOINTS: tuple[str, ...] = tuple(f"{side}_{finger}{k}" for side in ("left", "right") for finger in FINGERS
+                                       for k in (1, 2, 3))
+
 #: Keypoints every model regresses, in this order (mediapipe's names; see :mod:`human3d.body.keypoints`).
 KEYPOINT_NAMES: tuple[str, ...] = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear",
@@ -74,7 +81,8 @@ class BodyModel(Protocol):
     skinning_weights: np.ndarray
     """(V, J) float32 linear-blend-skinning weights, rows summing to 1."""
     pivots: dict[str, int]
-    """Articulated joint name -> index into ``joint_names`` of the joint it rotates about."""
+    """Articulated joint name (and finger joint name, :data:`FINGER_JOINTS`, for a model with finger bones) -> index
+    into ``joint_names`` of the joint it rotates about."""
     shape_dim: int
     shape_mean: torch.Tensor
     """(S,) the shape parameters of an average body (the shape prior's centre)."""
@@ -93,7 +101,8 @@ class BodyModel(Protocol):
     def forward(self, rotvecs: dict[str, torch.Tensor], shape: torch.Tensor, state: Any = None) -> BodyOutput:
         """Pose and shape a batch of bodies.
 
-        rotvecs: articulated joint name -> (B, 3) axis-angle in world-aligned rest axes (absent joints: identity);
+        rotvecs: articulated (or finger, when in ``pivots``) joint name -> (B, 3) axis-angle in world-aligned rest
+        axes (absent joints: identity; a name the model lacks is ignored);
         shape: (B, S) shape parameters; state: ``shape_state(shape)`` when already computed (None: computed here).
         """
         ...
@@ -124,6 +133,8 @@ _ANNY_BONES = {
     "left_knee": "lowerleg01.L", "right_knee": "lowerleg01.R",
     "left_ankle": "foot.L", "right_ankle": "foot.R",
 }
+_ANNY_BONES.update({f"{side}_{finger}{k}": f"finger{i + 1}-{k}.{side[0].upper()}" for side in ("left", "right")
+                    for i, finger in enumerate(FINGERS) for k in (1, 2, 3)})
 # Keypoints Anny's COCO regressor does not give: the bone heads closest to mediapipe's hand landmarks
 # (index and pinky knuckles, thumb's second knuckle).
 _ANNY_BONE_KEYPOINTS = {
@@ -218,7 +229,7 @@ class AnnyBody:
         self.faces = _outward(m.template_vertices.detach().cpu().numpy(),
                               m.faces.detach().cpu().numpy().astype(np.int64).reshape(-1, 3))
         self.skinning_weights = m.dense_vertex_bone_weights.detach().cpu().numpy().astype(np.float32)
-        self.pivots = {j: self.joint_names.index(b) for j, b in _ANNY_BONES.items()}
+        self.pivots = {j: self.joint_names.index(b) for j, b in _ANNY_BONES.items()}  # with the fingers
         self.phenotype_labels = list(m.phenotype_labels)
         self.shape_dim = len(self.phenotype_labels)
         self.shape_mean = torch.tensor([_ANNY_SHAPE_PRIOR[k][0] for k in self.phenotype_labels], device=self.device)
@@ -299,7 +310,7 @@ class AnnyBody:
         a = self._to_canonical
         deltas = torch.eye(4, dtype=torch.float32, device=self.device).repeat(batch, len(self.joint_names), 1, 1)
         if rotvecs:
-            names = [j for j in ARTICULATED_JOINTS if j in rotvecs]
+            names = [j for j in rotvecs if j in self.pivots]
             rv = torch.stack([rotvecs[j] for j in names], 1)  # (B, n, 3) canonical axes
             rv = rv @ a  # rotation vectors are vectors: canonical -> Anny axes is a^T v, i.e. v @ a
             index = torch.tensor([self.pivots[j] for j in names], device=self.device)
@@ -313,6 +324,12 @@ class AnnyBody:
         coco = (vertices[:, self._reg_index] * self._reg_weight[None, :, :, None]).sum(2)  # (B, K_coco, 3)
         kp = [coco[:, i] if src == "coco" else joints[:, i] for src, i in self._kp_sources]
         return BodyOutput(vertices=vertices, joints=joints, keypoints=torch.stack(kp, 1))
+
+    def bone_axes(self, shape: torch.Tensor) -> np.ndarray:
+        """(J, 3) unit head-to-tail directions of the bones of the rest body of ``shape`` (1, S), canonical axes
+        (a bone's local Y axis, Blender's convention); the last bone of a finger has no child joint to point at."""
+        poses = self.shape_state(shape)["rest_bone_poses"][0, :, :3, 1].detach().cpu().numpy().astype(np.float64)
+        return poses @ ANNY_TO_CANONICAL.T
 
     def shape_params(self, shape: torch.Tensor) -> dict[str, Any]:
         values = shape.detach().reshape(-1).cpu().tolist()
@@ -388,7 +405,8 @@ class SmplxBody:
         batch = shape.shape[0]
         body = torch.zeros(batch, 21, 3, device=self.device)
         for name, rv in rotvecs.items():
-            body[:, self.pivots[name] - 1] = rv
+            if name in self.pivots:  # finger joints are not posed on SMPL-X (its hand pose stays the mean hand)
+                body[:, self.pivots[name] - 1] = rv
         zeros3 = torch.zeros(batch, 3, device=self.device)
         out = self._m(betas=shape, global_orient=zeros3, body_pose=body.reshape(batch, 63),
                       left_hand_pose=torch.zeros(batch, 45, device=self.device),

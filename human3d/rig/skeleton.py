@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from human3d.body.models import ARTICULATED_JOINTS, BodyModel
+from human3d.body.models import BodyModel
 from human3d.errors import InternalError
 from human3d.types import BodyFit
 
@@ -26,7 +26,7 @@ class FittedSkeleton:
 
     names (J); parents (J,) int64, -1 for the root, parents before children; rest_joints: (J, 3) metres, the shaped
     model in its zero pose (before placement); rest_vertices (V, 3) likewise; weights: (V, J) the model's skinning
-    weights; pivots: articulated joint name -> joint index; pose: articulated joint name -> (3,) rotation vector of
+    weights; pivots: articulated (and finger) joint name -> joint index; pose: joint name -> (3,) rotation vector of
     the fit; place: (4, 4) the fit's similarity (model metres -> canonical frame); fixed: the model's own rotations of
 other joints (joint index -> rotation vector, see :func:`fixed_rotations`).
     """
@@ -87,7 +87,7 @@ def skeleton_from_fit(model: BodyModel, fit: BodyFit, tolerance: float = 2e-3) -
     """
     p = fit.params
     rest_vertices, rest_joints = zero_pose(model, shape_tensor(model, p))
-    pose = {j: np.asarray(v, dtype=np.float64) for j, v in p.get("body_pose", {}).items() if j in ARTICULATED_JOINTS}
+    pose = {j: np.asarray(v, dtype=np.float64) for j, v in p.get("body_pose", {}).items() if j in model.pivots}
     place = np.eye(4)
     rot = Rotation.from_rotvec(np.asarray(p.get("global_orient", [0, 0, 0]), dtype=np.float64)).as_matrix()
     s = float(p.get("scale", 1.0))

@@ -103,3 +103,39 @@ def test_shared_photo_fits_match_their_masks(anny_model, name):
             for suffix in ("index", "pinky"):
                 got = canonical_to_pixels(np.array(kp[f"{side}_{suffix}"][:2]), 384)
                 assert np.linalg.norm(got - hand.pixels[HAND_KEYPOINTS[suffix]]) < 0.03 * 384
+
+
+def _misread_as_away(landmarks):
+    """The same landmarks as mediapipe reads a front view it takes for a back view: left and right labels swapped
+    and the depth mirrored (every 2D point stays where it is)."""
+    import dataclasses
+
+    from human3d.body.keypoints import MEDIAPIPE_NAMES
+
+    swap = [MEDIAPIPE_NAMES.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
+            for n in MEDIAPIPE_NAMES]
+    world = landmarks.world[swap] * np.array([1.0, 1.0, -1.0])
+    return dataclasses.replace(landmarks, pixels=landmarks.pixels[swap], canonical=landmarks.canonical[swap],
+                               visibility=landmarks.visibility[swap], world=world)
+
+
+def test_a_frontal_face_overrides_landmarks_that_face_away(anny_model):
+    from human3d.body.fit import observations_from_framed
+    from human3d.body.keypoints import detect_landmarks
+
+    body, framed = _framed(anny_model, "a_pose", 15.0, resolution=512)
+    landmarks = detect_landmarks(framed.rgb)
+    truth = observations_from_framed(framed, landmarks, StageContext(), {})
+    misread = _misread_as_away(landmarks)
+    assert facing_camera(misread.for_model()[2]) < -0.5  # mediapipe's 3D now says "away"
+    ctx = StageContext()
+    obs = observations_from_framed(framed, misread, ctx, {})
+    # the face at the head is frontal: read as a front view, the labels and depth as in the true reading
+    assert obs.facing == truth.facing == "camera" and obs.head is not None
+    assert not any("seen from behind" in w for w in ctx.warnings)
+    np.testing.assert_allclose(obs.keypoints, truth.keypoints)
+    np.testing.assert_allclose(obs.world, truth.world, atol=1e-9)
+    # seen from behind (no face), the same misreading stays a back view
+    _, back = _framed(anny_model, "a_pose", 180.0, resolution=512)
+    back_obs = observations_from_framed(back, detect_landmarks(back.rgb), StageContext(), {})
+    assert back_obs.facing == "away" and back_obs.head is None
