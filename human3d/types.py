@@ -207,6 +207,8 @@ class MultiView(StageResult):
     color_weights: (N,) float32 weight of each view's colours in colour fusion, or None (= view_weights); a backend
     whose colours are only known in some views (the prior) sets the others to 0.
     photo: the front view at the photo's resolution (from :class:`Framed`), which colour fusion prefers, or None.
+    start_vertices (P, 3) float32, start_faces (Q, 3) int64: a closed mesh in the canonical frame whose renders are
+    these views (the embedded prior's proxy), which carving may start from instead of the body fit; or None.
     """
 
     normals: np.ndarray
@@ -218,6 +220,8 @@ class MultiView(StageResult):
     backend: str = ""
     color_weights: np.ndarray | None = None
     photo: FrontPhoto | None = None
+    start_vertices: np.ndarray | None = None
+    start_faces: np.ndarray | None = None
 
     CONTACT_SHEET: ClassVar[str] = "contact_sheet.png"
 

@@ -24,7 +24,7 @@ from human3d.context import StageContext
 from human3d.errors import NoPersonFoundError
 from human3d.multiview.back_colors import prior_colors
 from human3d.multiview.face import FaceSurface, blend_face_depth, find_face, paste_face_normals
-from human3d.multiview.thickness import body_support, inflate, loose_volume, smooth_inside
+from human3d.multiview.thickness import body_support, drape, inflate, loose_volume, smooth_inside
 from human3d.render import get_rasterizer, render_normals
 from human3d.types import BodyFit, Framed, MultiView
 
@@ -66,10 +66,11 @@ def body_depth_sheets(body: BodyFit, resolution: int, renderer: str = "auto", de
 
 
 def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray, covered: np.ndarray,
-                 smooth_px: float) -> tuple[np.ndarray, np.ndarray]:
+                 smooth_px: float, legs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Front and back depth sheets over ``silhouette`` (R, R): the body's depths where it is well inside S, and an
-    inflation of the rest (:mod:`.thickness`: round at the contour, continuing the body where it meets it). Outside
-    S both are NaN."""
+    inflation of the rest (:mod:`.thickness`: round at the contour, continuing the body where it meets it); with
+    ``legs`` (:func:`leg_labels`), a skirt or coat between the legs hangs from the hips (:func:`.thickness.drape`).
+    Outside S both are NaN."""
     core = ndimage.binary_erosion(covered, iterations=2)  # the body's rim has no thickness: take depths inside it
     if not core.any():
         core = covered
@@ -85,7 +86,26 @@ def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray
     half = loose_volume(silhouette, covered, half)
     zf = np.where(silhouette, mid + half, np.nan)
     zb = np.where(silhouette, mid - half, np.nan)
-    return zf, zb
+    return (zf, zb) if legs is None else drape(silhouette, legs, zf, zb)
+
+
+def leg_labels(body: BodyFit, resolution: int, renderer: str = "auto", device: str = "cpu") -> np.ndarray | None:
+    """(R, R) int8: 1 where the front view of the body sees its left leg, 2 its right leg, 4 an arm or a hand, 3
+    another part, 0 where it sees nothing; None when the fit has no part labels."""
+    if body.parts is None or len(body.parts) != len(body.vertices):
+        return None
+    from human3d.body.parts import PART_NAMES
+    from human3d.multiview.back_colors import render_part_labels
+
+    labels = render_part_labels(body.vertices, body.faces, body.parts, [OrthoCamera("front", 0.0, resolution)],
+                                renderer, device)[0]
+    out = np.where(labels >= 0, 3, 0).astype(np.int8)
+    for side, value in (("l", 1), ("r", 2)):
+        ids = [PART_NAMES.index(f"{p}_{side}") for p in ("upper_leg", "lower_leg")]
+        out[np.isin(labels, ids)] = value
+    arms = [i for i, n in enumerate(PART_NAMES) if n.startswith(("upper_arm", "forearm", "hand"))]
+    out[np.isin(labels, arms)] = 4
+    return out
 
 
 def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +160,8 @@ def proxy_sheets(framed: Framed, body: BodyFit, resolution: int, renderer: str =
     the front one."""
     silhouette = resize_mask(framed.mask, resolution)
     z_front, z_back, covered = body_depth_sheets(body, resolution, renderer, device)
-    zf, zb = proxy_depths(silhouette, z_front, z_back, covered, smooth_px=resolution / 192)
+    zf, zb = proxy_depths(silhouette, z_front, z_back, covered, smooth_px=resolution / 192,
+                          legs=leg_labels(body, resolution, renderer, device))
     if face is not None:
         zf = blend_face_depth(zf, zb, face)
     return zf, zb, silhouette
@@ -157,6 +178,29 @@ def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "
 def mesh_step(resolution: int, step: int = 2) -> int:
     """Grid step in pixels of the proxy mesh at ``resolution`` (``step`` at 384)."""
     return max(1, int(step * resolution / 384))
+
+
+#: Depth difference (canonical units, about 8 mm) below which a view's proxy surface counts as the body's own, and
+#: takes the body's rendered normal (fading out to the proxy's at this difference).
+BODY_NORMAL_TOLERANCE = 0.01
+
+
+def body_normals_where_body(normals: np.ndarray, masks: np.ndarray, depths: np.ndarray, body: BodyFit,
+                            raster: object, resolution: int, device: str) -> np.ndarray:
+    """(N, R, R, 3) the proxy's rendered ``normals`` with the body's own rendered normals blended in wherever the
+    proxy's surface is the body's (depths (N, R, R) within BODY_NORMAL_TOLERANCE of the body's, masks (N, R, R)):
+    the proxy samples the body's depth on a front-view grid, which facets its sides and back; the body mesh does
+    not."""
+    with torch.no_grad():
+        b = render_normals(torch.as_tensor(body.vertices, dtype=torch.float32, device=device),
+                           torch.as_tensor(body.faces, dtype=torch.int64, device=device), body_cameras(resolution),
+                           raster, antialias=False)
+    nb, db, mb = b.normals.cpu().numpy(), b.frags.depth.cpu().numpy(), b.frags.mask.cpu().numpy()
+    gap = np.where(masks & mb, np.abs(np.nan_to_num(depths - db, nan=1.0, posinf=1.0, neginf=1.0)), 1.0)
+    w = np.clip(1.0 - gap / BODY_NORMAL_TOLERANCE, 0.0, 1.0)[..., None]
+    mixed = (1.0 - w) * normals + w * nb
+    mixed /= np.maximum(np.linalg.norm(mixed, axis=-1, keepdims=True), 1e-12)
+    return np.where(w > 0, mixed, normals).astype(np.float32)
 
 
 def fill_degenerate_normals(normals: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -187,6 +231,7 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
                              body_cameras(r), raster, antialias=False)
     normals = out.normals.cpu().numpy().astype(np.float32)
     masks = out.frags.mask.cpu().numpy()
+    normals = body_normals_where_body(normals, masks, out.frags.depth.cpu().numpy(), body, raster, r, ctx.device)
     if face is not None:
         normals[0] = paste_face_normals(normals[0], masks[0], face, zf)
     normals = fill_degenerate_normals(normals, masks)
@@ -205,4 +250,5 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
     ctx.progress(1.0, "done")
     return MultiView(normals=normals, colors=colors, masks=masks, view_weights=np.asarray(VIEW_WEIGHTS, np.float32),
                      view_names=list(BODY_VIEW_NAMES), azimuths=list(BODY_VIEW_AZIMUTHS), backend="prior",
-                     color_weights=color_weights)
+                     color_weights=color_weights, start_vertices=v.astype(np.float32),
+                     start_faces=f.astype(np.int64))
