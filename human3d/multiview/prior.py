@@ -196,7 +196,9 @@ def body_normals_where_body(normals: np.ndarray, masks: np.ndarray, depths: np.n
                            torch.as_tensor(body.faces, dtype=torch.int64, device=device), body_cameras(resolution),
                            raster, antialias=False)
     nb, db, mb = b.normals.cpu().numpy(), b.frags.depth.cpu().numpy(), b.frags.mask.cpu().numpy()
-    gap = np.where(masks & mb, np.abs(np.nan_to_num(depths - db, nan=1.0, posinf=1.0, neginf=1.0)), 1.0)
+    both = masks & mb
+    gap = np.ones(masks.shape)
+    gap[both] = np.abs(depths[both] - db[both])
     w = np.clip(1.0 - gap / BODY_NORMAL_TOLERANCE, 0.0, 1.0)[..., None]
     mixed = (1.0 - w) * normals + w * nb
     mixed /= np.maximum(np.linalg.norm(mixed, axis=-1, keepdims=True), 1e-12)
