@@ -182,7 +182,9 @@ class BodyFit(StageResult):
     params: the model's parameters (JSON values); height_m: estimated standing height in metres;
     canonical_height: the same height in canonical units (so 1 canonical unit = height_m / canonical_height m);
     report: fit quality (e.g. ``keypoint_error_px``, ``mask_iou``); parts: (V,) int8 body part of every vertex
-    (:data:`human3d.body.parts.PART_NAMES`, from the model's skinning weights), or None when unknown.
+    (:data:`human3d.body.parts.PART_NAMES`, from the model's skinning weights), or None when unknown; offsets: (V,)
+    float32 clothing and hair offsets along the body model's normals that the vertices carry (the clothed surface is
+    ``vertices``; the bare body is ``vertices`` minus them), or None when the fit added none.
     """
 
     vertices: np.ndarray
@@ -195,6 +197,7 @@ class BodyFit(StageResult):
     canonical_height: float = 2.0
     report: dict[str, Any] = field(default_factory=dict)
     parts: np.ndarray | None = None
+    offsets: np.ndarray | None = None
 
 
 @dataclass

@@ -24,7 +24,7 @@ from human3d.context import StageContext
 from human3d.errors import NoPersonFoundError
 from human3d.multiview.back_colors import prior_colors
 from human3d.multiview.face import FaceSurface, blend_face_depth, find_face, paste_face_normals
-from human3d.multiview.thickness import body_support, drape, inflate, loose_volume, smooth_inside
+from human3d.multiview.thickness import body_support, drape, even_garments, inflate, loose_volume, smooth_inside
 from human3d.render import get_rasterizer, render_normals
 from human3d.types import BodyFit, Framed, MultiView
 
@@ -154,10 +154,22 @@ def rim_faces(front_faces: np.ndarray, offset: int) -> np.ndarray:
     return np.concatenate([np.stack([eb, ea, ea + offset], 1), np.stack([eb, ea + offset, eb + offset], 1)])
 
 
+def garment_body(body: BodyFit) -> BodyFit:
+    """The body fit with its garments as thick all round as the photo's outline shows them at the sides
+    (:func:`.thickness.even_garments`); the fit itself when it carries no clothing offsets or part labels."""
+    import dataclasses
+
+    n = len(body.vertices)
+    if body.offsets is None or body.parts is None or len(body.offsets) != n or len(body.parts) != n \
+            or not np.any(body.offsets > 0):
+        return body
+    return dataclasses.replace(body, vertices=even_garments(body.vertices, body.faces, body.offsets, body.parts))
+
+
 def proxy_sheets(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto",
                  face: FaceSurface | None = None, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(zf, zb, silhouette) at ``resolution``: the proxy's depth sheets, ``face`` (at ``resolution``) blended into
-    the front one."""
+    """(zf, zb, silhouette) at ``resolution``: the proxy's depth sheets over the body with even garments
+    (:func:`garment_body`; pass it, or the fit), ``face`` (at ``resolution``) blended into the front one."""
     silhouette = resize_mask(framed.mask, resolution)
     z_front, z_back, covered = body_depth_sheets(body, resolution, renderer, device)
     zf, zb = proxy_depths(silhouette, z_front, z_back, covered, smooth_px=resolution / 192,
@@ -224,7 +236,8 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
     r = int(cfg.resolution)
     ctx.progress(0.1, "building the silhouette proxy from the body fit")
     face = find_face(framed, body, r, ctx)
-    zf, zb, silhouette = proxy_sheets(framed, body, r, face=face, device=ctx.device)
+    clothed = garment_body(body)
+    zf, zb, silhouette = proxy_sheets(framed, clothed, r, face=face, device=ctx.device)
     v, f = sheets_to_mesh(zf, zb, step=mesh_step(r))
     ctx.progress(0.5, f"rendering {len(BODY_VIEW_NAMES)} views of the proxy ({len(f)} faces)")
     raster = get_rasterizer("auto", ctx.device)
@@ -233,7 +246,8 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
                              body_cameras(r), raster, antialias=False)
     normals = out.normals.cpu().numpy().astype(np.float32)
     masks = out.frags.mask.cpu().numpy()
-    normals = body_normals_where_body(normals, masks, out.frags.depth.cpu().numpy(), body, raster, r, ctx.device)
+    normals = body_normals_where_body(normals, masks, out.frags.depth.cpu().numpy(), clothed, raster, r,
+                                      ctx.device)
     if face is not None:
         normals[0] = paste_face_normals(normals[0], masks[0], face, zf)
     normals = fill_degenerate_normals(normals, masks)

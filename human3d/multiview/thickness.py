@@ -269,3 +269,46 @@ def drape(silhouette: np.ndarray, legs: np.ndarray, zf: np.ndarray, zb: np.ndarr
         zf[y] = np.where(hang[y] & np.isfinite(front), front, zf[y])
         zb[y] = np.where(hang[y] & np.isfinite(back), back, zb[y])
     return zf, zb
+
+
+#: Height of the bands (canonical units) within which a body part's garment counts as one ring around it.
+GARMENT_BAND = 0.03
+#: Quantile of a band's clothing offsets taken as its garment's thickness: the offsets grow where the front outline
+#: is (the ring's sides), and the photo says nothing about its front and back.
+GARMENT_QUANTILE = 0.8
+#: Thickest garment (canonical units, about 5 cm) that is carried round a ring from its sides.
+GARMENT_MAX = 0.06
+#: Parts whose garment is not carried round: the face is open (a hood frames it) and hands and feet are bare.
+GARMENT_SKIP = ("face", "hand_l", "hand_r", "foot_l", "foot_r")
+
+
+def even_garments(vertices: np.ndarray, faces: np.ndarray, offsets: np.ndarray, parts: np.ndarray) -> np.ndarray:
+    """(V, 3) the clothed body (vertices (V, 3), faces (F, 3)) with every garment as thick all round as at its sides:
+    left/right symmetry where only one side is seen.
+
+    The fit's clothing offsets (V,) are fitted to the front outline only, so a hood 3 cm off the head, a coat or a
+    sleeve is that thick at the silhouette and thins to the bare body where the body is seen face-on (front and
+    back). Within each body part (``parts`` (V,)) and band of height (GARMENT_BAND), vertices are moved out along
+    their normals to the band's GARMENT_QUANTILE offset (at most GARMENT_MAX), smoothed over the mesh so that
+    bands join without steps; no vertex moves in.
+    """
+    from human3d.body.parts import PART_NAMES
+    from human3d.ops.mesh import adjacency_matrix, vertex_normals
+
+    v = np.asarray(vertices, np.float64)
+    o = np.asarray(offsets, np.float64)
+    band = np.floor((v[:, 1] - v[:, 1].min()) / GARMENT_BAND).astype(np.int64)
+    key = np.asarray(parts, np.int64) * (int(band.max()) + 1) + band
+    order = np.argsort(key, kind="stable")
+    bounds = np.flatnonzero(np.diff(key[order])) + 1
+    target = np.zeros_like(o)
+    for group in np.split(order, bounds):
+        target[group] = np.quantile(o[group], GARMENT_QUANTILE)
+    skip = np.isin(parts, [PART_NAMES.index(n) for n in GARMENT_SKIP])
+    target = np.where(skip, 0.0, np.minimum(target, GARMENT_MAX))
+    adj = adjacency_matrix(faces, len(v))
+    degree = np.maximum(np.asarray(adj.sum(1)).ravel(), 1.0)
+    for _ in range(10):  # bands and parts join without steps
+        target = 0.5 * target + 0.5 * (adj @ target) / degree
+    extra = np.maximum(target - o, 0.0)
+    return (v + extra[:, None] * vertex_normals(v, np.asarray(faces))).astype(np.float32)
