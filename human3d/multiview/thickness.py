@@ -275,9 +275,9 @@ def drape(silhouette: np.ndarray, legs: np.ndarray, zf: np.ndarray, zb: np.ndarr
 GARMENT_BAND = 0.03
 #: Quantile of a band's clothing offsets taken as its garment's thickness: the offsets grow where the front outline
 #: is (the ring's sides), and the photo says nothing about its front and back.
-GARMENT_QUANTILE = 0.8
-#: Thickest garment (canonical units, about 5 cm) that is carried round a ring from its sides.
-GARMENT_MAX = 0.06
+GARMENT_QUANTILE = 0.9
+#: Thickest garment (canonical units, about 7 cm) that is carried round a ring from its sides.
+GARMENT_MAX = 0.08
 #: Parts whose garment is not carried round: the face is open (a hood frames it) and hands and feet are bare.
 GARMENT_SKIP = ("face", "hand_l", "hand_r", "foot_l", "foot_r")
 

@@ -206,3 +206,25 @@ def test_a_skirt_hangs_from_the_hips_and_trousers_keep_the_legs():
     assert not bridged_rows(sil, legs).any()
     f, _ = drape(sil, legs, np.where(sil, zf, np.nan), np.where(sil, zb, np.nan))
     np.testing.assert_array_equal(f[sil], zf[sil])
+
+
+def test_a_garment_seen_at_its_sides_is_as_thick_at_its_front_and_back():
+    from human3d.body.parts import PART_NAMES
+    from human3d.multiview.thickness import even_garments
+
+    mesh = trimesh.creation.cylinder(radius=0.1, height=0.3, sections=48)
+    mesh = mesh.subdivide().subdivide()
+    v = np.asarray(mesh.vertices, np.float64)[:, [0, 2, 1]]  # axis along y, as a limb or a torso stands
+    f = np.asarray(mesh.faces)[:, [0, 2, 1]]  # the axis swap mirrors: keep the faces outward
+    radial = np.hypot(v[:, 0], v[:, 2])
+    side = np.abs(v[:, 0]) > 0.09  # what the front outline constrains
+    offsets = np.where(side & (radial > 0.099), 0.03, 0.0)
+    parts = np.full(len(v), PART_NAMES.index("torso"), np.int8)
+    out = even_garments(v.astype(np.float32), f, offsets, parts)
+    moved = np.linalg.norm(out - v, axis=1)
+    front_back = (np.abs(v[:, 2]) > 0.095) & (np.abs(v[:, 1]) < 0.1) & (radial > 0.099)
+    assert np.median(moved[front_back]) > 0.015  # the garment goes round the front and back (at least half)
+    grown = np.hypot(out[:, 0], out[:, 2])
+    assert np.all(grown[radial > 0.099] >= radial[radial > 0.099] - 1e-6)  # nothing moves in
+    parts[:] = PART_NAMES.index("face")  # an open face keeps the fit's own surface
+    np.testing.assert_allclose(even_garments(v.astype(np.float32), f, offsets, parts), v, atol=1e-6)
