@@ -203,11 +203,19 @@ def body_normals_where_body(normals: np.ndarray, masks: np.ndarray, depths: np.n
     proxy's surface is the body's (depths (N, R, R) within BODY_NORMAL_TOLERANCE of the body's, masks (N, R, R)):
     the proxy samples the body's depth on a front-view grid, which facets its sides and back; the body mesh does
     not."""
+    half = max(resolution // 2, 16)  # the body's normals are smooth: rendered at half the size, then upsampled
     with torch.no_grad():
         b = render_normals(torch.as_tensor(body.vertices, dtype=torch.float32, device=device),
-                           torch.as_tensor(body.faces, dtype=torch.int64, device=device), body_cameras(resolution),
+                           torch.as_tensor(body.faces, dtype=torch.int64, device=device), body_cameras(half),
                            raster, antialias=False)
-    nb, db, mb = b.normals.cpu().numpy(), b.frags.depth.cpu().numpy(), b.frags.mask.cpu().numpy()
+        up = torch.nn.functional.interpolate(b.normals.permute(0, 3, 1, 2), size=(resolution, resolution),
+                                             mode="bilinear", align_corners=False)
+        nb = torch.nn.functional.normalize(up, dim=1, eps=1e-12).permute(0, 2, 3, 1).cpu().numpy()
+    k = resolution / half
+    idx = np.minimum((np.arange(resolution) / k).astype(np.int64), half - 1)
+    db = b.frags.depth.cpu().numpy()[:, idx][:, :, idx]
+    mb = b.frags.mask.cpu().numpy()[:, idx][:, :, idx]
+    mb &= ndimage.binary_erosion(mb, np.ones((1, 3, 3), bool))  # upsampled normals mix in the background there
     both = masks & mb
     gap = np.ones(masks.shape)
     gap[both] = np.abs(depths[both] - db[both])
