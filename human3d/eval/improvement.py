@@ -80,17 +80,20 @@ def subject_row(name: str, gt: TexturedMesh, body: tuple[np.ndarray, np.ndarray]
 
 
 def bare_vertices(body: BodyFit) -> np.ndarray:
-    """(V, 3) the body model's own surface: the fit's vertices without their clothing offsets (``body.offsets``
-    along the bare surface's normals, found by two fixed-point steps); the vertices when it has none."""
+    """(V, 3) the body model's own surface: the fit's vertices without their clothing offsets (``body.offsets``,
+    which lie along the bare surface's normals: the fixed point x = v - offsets * n(x), found by damped iteration,
+    since plain iteration oscillates where an offset is large for the surface's curvature); the vertices when it
+    has none."""
     from human3d.ops.mesh import vertex_normals
 
     v = np.asarray(body.vertices, np.float64)
     if body.offsets is None or len(body.offsets) != len(v):
         return v.astype(np.float32)
     o = np.asarray(body.offsets, np.float64)[:, None]
-    bare = v - o * vertex_normals(v, np.asarray(body.faces))
-    for _ in range(2):
-        bare = v - o * vertex_normals(bare, np.asarray(body.faces))
+    faces = np.asarray(body.faces)
+    bare = v - o * vertex_normals(v, faces)
+    for _ in range(20):
+        bare = 0.5 * bare + 0.5 * (v - o * vertex_normals(bare, faces))
     return bare.astype(np.float32)
 
 
