@@ -4,8 +4,11 @@ A Photo-Wake-Up-like proxy: over the photo's silhouette S (front view), a front 
 half``. Where the fitted body is well inside S they are the body's (front and back depth maps of the body mesh,
 rounded off toward the border of S); where S leaves the body (loose clothes, hair, hats, held objects) they are an
 inflation of S (:mod:`.thickness`): round at the occluding contour, continuing the body's thickness and depth where
-it meets it. The face mesh of the photo's face (:mod:`.face`, mediapipe's bundled model) is blended into the front
-sheet over the face. The two sheets are stitched into one closed mesh and rendered in the six body views, so the
+it meets it. The body itself first gets its garments as thick all round as at its sides, and a skirt or coat
+between the legs hangs from the hips (:mod:`.thickness`). The face mesh of the photo's face (:mod:`.face`,
+mediapipe's bundled model) is blended into the front sheet over the face. Where a view sees the body's own surface,
+it takes the body's rendered normals (the proxy's grid facets steep sides). The proxy mesh travels with the views
+(``MultiView.start_vertices``): carving starts from it. The two sheets are stitched into one closed mesh and rendered in the six body views, so the
 targets of carving agree with each other by construction: the front mask is S, the back mask S mirrored, and the
 side views show the body's and the inflation's depth profile. Colours: the photo in the front view; the back and
 sides by body region from the photo (:mod:`human3d.multiview.back_colors`), with lower colour weights so that the

@@ -13,6 +13,13 @@ both come from the body; elsewhere they are solved for with a smoothness prior a
   slope across the contour (Neumann), so a hat or a skirt hangs at the depth of what holds it.
 
 Pixels of S are unknowns of one sparse linear system per field (5-point Laplacian, canonical units).
+
+Two cues shape what the body covers:
+
+* **Left/right symmetry**: a garment the photo shows at the sides of a part is as thick at its front and back
+  (:func:`even_garments`, on the body fit's clothing offsets).
+* **Drape**: a skirt or a coat that bridges the legs hangs from the hips instead of following the legs
+  (:func:`drape`).
 """
 
 from __future__ import annotations
