@@ -12,6 +12,8 @@ photo. Each photo goes through the library's pipeline (human3d.pipeline.Reconstr
 fitted body is put into the final mesh's metric export frame (the export transform, human3d.io.meshes); both are
 scored with the metrics of ``human3d eval`` after fair alignment (same height and box centre, then rigid ICP):
 Chamfer in % of height, normal consistency, F-score at 1 cm. The last line names the mean Chamfer improvement.
+"body" is the fitted body as the pipeline gives it, with its clothing and hair offsets (the baseline of the
+improvement); "bare" is the body model's own surface without them (human3d.eval.improvement.bare_vertices).
 
 ``--work DIR`` keeps the ground truths, photos and every stage's output (DIR/<subject>/stages): a rerun reuses all
 of it that is still valid (the pipeline's own cache keys). ``--sheets DIR`` writes DIR/<subject>.png: the photo and
@@ -35,7 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from human3d.eval.improvement import Row, in_export_frame, subject_row, table  # noqa: E402
+from human3d.eval.improvement import Row, bare_vertices, in_export_frame, subject_row, table  # noqa: E402
 from human3d.eval.subjects import SUBJECTS, Subject, make_subject, subject_photo  # noqa: E402
 from human3d.types import TexturedMesh  # noqa: E402
 
@@ -109,8 +111,18 @@ def score(name: str, truth: TexturedMesh, result, points: int) -> Row:
         notes.append("no landmarks")
     if body.report.get("facing") == "away":
         notes.append("fit: seen from behind")
+    bare = None
+    if body.offsets is not None:  # the body model's own surface, in the same export frame as the fitted body
+        bare = (_to_export(bare_vertices(body), body, final), body.faces)
     return subject_row(name, truth, (body_v, body.faces), (final_v, final.faces),
-                       seconds=sum(result.timings.values()), notes=tuple(notes), n_points=points)
+                       seconds=sum(result.timings.values()), notes=tuple(notes), n_points=points, bare=bare)
+
+
+def _to_export(vertices: np.ndarray, body, final) -> np.ndarray:
+    """Canonical ``vertices`` under the final mesh's export transform (as :func:`in_export_frame` moves the body)."""
+    import dataclasses
+
+    return in_export_frame(dataclasses.replace(body, vertices=vertices), final)[0]
 
 
 def write_sheet(path: Path, truth: TexturedMesh, result, tile: int = 384) -> None:

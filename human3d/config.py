@@ -107,6 +107,10 @@ class CarveConfig:
 
     resolution: int = 384
     """Render resolution of the views during carving (targets are resampled to it)."""
+    start: str = "auto"
+    """The mesh carving starts from: body (the body fit, refined by a similarity transform), views (the closed mesh
+    the views were rendered from, when the multi-view backend gives one: the embedded prior's proxy, which already
+    has the silhouette's topology, a skirt bridging the legs) or auto (views when given, else body)."""
     body_refine_steps: int = 60
     """Steps of the body refinement (a similarity transform of the body mesh) before carving; 0 skips it."""
     body_refine_resolution: int = 128

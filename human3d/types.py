@@ -182,7 +182,9 @@ class BodyFit(StageResult):
     params: the model's parameters (JSON values); height_m: estimated standing height in metres;
     canonical_height: the same height in canonical units (so 1 canonical unit = height_m / canonical_height m);
     report: fit quality (e.g. ``keypoint_error_px``, ``mask_iou``); parts: (V,) int8 body part of every vertex
-    (:data:`human3d.body.parts.PART_NAMES`, from the model's skinning weights), or None when unknown.
+    (:data:`human3d.body.parts.PART_NAMES`, from the model's skinning weights), or None when unknown; offsets: (V,)
+    float32 clothing and hair offsets along the body model's normals that the vertices carry (the clothed surface is
+    ``vertices``; the bare body is ``vertices`` minus them), or None when the fit added none.
     """
 
     vertices: np.ndarray
@@ -195,6 +197,7 @@ class BodyFit(StageResult):
     canonical_height: float = 2.0
     report: dict[str, Any] = field(default_factory=dict)
     parts: np.ndarray | None = None
+    offsets: np.ndarray | None = None
 
 
 @dataclass
@@ -207,6 +210,8 @@ class MultiView(StageResult):
     color_weights: (N,) float32 weight of each view's colours in colour fusion, or None (= view_weights); a backend
     whose colours are only known in some views (the prior) sets the others to 0.
     photo: the front view at the photo's resolution (from :class:`Framed`), which colour fusion prefers, or None.
+    start_vertices (P, 3) float32, start_faces (Q, 3) int64: a closed mesh in the canonical frame whose renders are
+    these views (the embedded prior's proxy), which carving may start from instead of the body fit; or None.
     """
 
     normals: np.ndarray
@@ -218,6 +223,8 @@ class MultiView(StageResult):
     backend: str = ""
     color_weights: np.ndarray | None = None
     photo: FrontPhoto | None = None
+    start_vertices: np.ndarray | None = None
+    start_faces: np.ndarray | None = None
 
     CONTACT_SHEET: ClassVar[str] = "contact_sheet.png"
 

@@ -157,6 +157,8 @@ class FitResult:
     height_m: float
     canonical_height: float
     report: dict[str, Any] = field(default_factory=dict)
+    offsets: np.ndarray | None = None
+    """(V,) clothing and hair offsets the vertices carry along the body's normals, or None."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -194,6 +196,7 @@ def fit_body(framed: Framed, cfg: BodyConfig, ctx: StageContext) -> BodyFit:
         params=result.params, height_m=float(result.height_m),
         canonical_height=float(result.canonical_height), report=result.report,
         parts=vertex_parts(model.skinning_weights, model.joint_names, result.vertices, result.joints),
+        offsets=None if result.offsets is None else result.offsets.astype(np.float32),
     )
     if ctx.stage_dir is not None:
         write_body_files(fit, Path(ctx.stage_dir))
@@ -746,6 +749,7 @@ def _add_offsets(result: FitResult, model: BodyModel, obs: Observations, target:
     else:
         result.vertices = clothed
         result.report["mask_iou"] = iou
+    result.offsets = offsets
     result.report["offsets_max"] = round(float(offsets.max()), 4)
     result.report["offsets_mean"] = round(float(offsets.mean()), 5)
 

@@ -283,26 +283,24 @@ def targets_from_multiview(views: MultiView, resolution: int, device: str | torc
     return t.resized(resolution)
 
 
-def carve_mesh(views: MultiView, body: BodyFit, cfg: CarveConfig, ctx: StageContext) -> Mesh:
-    """Pipeline stage: body refinement, carving with continuous remeshing, optional Poisson clean-up."""
-    return carve_with_report(views, body, cfg, ctx)[0]
 
-
-def carve_with_report(views: MultiView, body: BodyFit, cfg: CarveConfig,
-                      ctx: StageContext) -> tuple[Mesh, CarveReport]:
-    """:func:`carve_mesh` that also returns its :class:`CarveReport` (timings per step, losses, sizes)."""
-    if cfg.iterations < 0 or cfg.resolution < 16 or cfg.edge_length_pixels <= 0 or cfg.edge_length_max <= 0 \
-            or not 0 <= cfg.coarse_fraction < 1 or cfg.coarse_levels < 0 or cfg.flip_interval < 1:
-        raise UsageError("carve settings are invalid: need iterations >= 0, resolution >= 16, edge_length_pixels "
-                         "> 0, edge_length_max > 0, 0 <= coarse_fraction < 1, coarse_levels >= 0 and "
-                         "flip_interval >= 1")
-    if len(body.faces) == 0:
-        raise BadInputError("the body fit has no mesh to carve from; rerun the body stage")
+def start_mesh(views: MultiView, body: BodyFit, targets: ViewTargets, cfg: CarveConfig, ctx: StageContext,
+               rasterizer: Rasterizer, report: CarveReport) -> tuple[np.ndarray, np.ndarray]:
+    """The closed manifold mesh carving starts from ((V, 3) float32, (F, 3) int64): the views' own mesh
+    (``cfg.start``: views, or auto when the views carry one; made watertight on a grid of the first level's edge
+    floor when it is not closed), or the body fit after the body refinement (a similarity transform on the body
+    views, PSHuman's weights)."""
     device = torch.device(ctx.device)
-    torch.manual_seed(ctx.seed)
-    rasterizer = get_rasterizer(cfg.renderer, device)
-    report = CarveReport(renderer=rasterizer.name)
-    targets = targets_from_multiview(views, cfg.resolution, device)
+    if cfg.start != "body" and views.start_vertices is not None and views.start_faces is not None \
+            and len(views.start_faces):
+        t0 = time.perf_counter()
+        v_np, f_np = np.asarray(views.start_vertices, np.float32), np.asarray(views.start_faces, np.int64)
+        if not is_closed_manifold(v_np, f_np):
+            v_np, f_np = make_watertight(v_np, f_np, spacing=edge_length_floor(cfg, carve_schedule(cfg)[0][0]))
+        report.seconds["watertight"] = time.perf_counter() - t0
+        return v_np.astype(np.float32), f_np.astype(np.int64)
+    if cfg.start == "views":
+        ctx.warn("carve: the views carry no mesh to start from; starting from the body fit")
     verts = torch.as_tensor(np.asarray(body.vertices), dtype=torch.float32, device=device)
     faces = torch.as_tensor(np.asarray(body.faces), dtype=torch.long, device=device)
 
@@ -329,6 +327,31 @@ def carve_with_report(views: MultiView, body: BodyFit, cfg: CarveConfig,
         ctx.progress(0.1, "making the body mesh watertight")
         v_np, f_np = make_watertight(v_np, f_np, spacing=cfg.edge_length_max / 2)
     report.seconds["watertight"] = time.perf_counter() - t0
+    return v_np, f_np
+
+
+def carve_mesh(views: MultiView, body: BodyFit, cfg: CarveConfig, ctx: StageContext) -> Mesh:
+    """Pipeline stage: body refinement, carving with continuous remeshing, optional Poisson clean-up."""
+    return carve_with_report(views, body, cfg, ctx)[0]
+
+
+def carve_with_report(views: MultiView, body: BodyFit, cfg: CarveConfig,
+                      ctx: StageContext) -> tuple[Mesh, CarveReport]:
+    """:func:`carve_mesh` that also returns its :class:`CarveReport` (timings per step, losses, sizes)."""
+    if cfg.iterations < 0 or cfg.resolution < 16 or cfg.edge_length_pixels <= 0 or cfg.edge_length_max <= 0 \
+            or not 0 <= cfg.coarse_fraction < 1 or cfg.coarse_levels < 0 or cfg.flip_interval < 1 \
+            or cfg.start not in ("auto", "body", "views"):
+        raise UsageError("carve settings are invalid: need iterations >= 0, resolution >= 16, edge_length_pixels "
+                         "> 0, edge_length_max > 0, 0 <= coarse_fraction < 1, coarse_levels >= 0, "
+                         "flip_interval >= 1 and start auto, body or views")
+    if len(body.faces) == 0:
+        raise BadInputError("the body fit has no mesh to carve from; rerun the body stage")
+    device = torch.device(ctx.device)
+    torch.manual_seed(ctx.seed)
+    rasterizer = get_rasterizer(cfg.renderer, device)
+    report = CarveReport(renderer=rasterizer.name)
+    targets = targets_from_multiview(views, cfg.resolution, device)
+    v_np, f_np = start_mesh(views, body, targets, cfg, ctx, rasterizer, report)
     v, f = carve_from_views(torch.as_tensor(v_np, device=device), torch.as_tensor(f_np, device=device), targets,
                             cfg, rasterizer, progress=lambda fr, m: ctx.progress(0.1 + 0.85 * fr, m), report=report)
     v_np, f_np = v.cpu().numpy().astype(np.float32), f.cpu().numpy().astype(np.int64)

@@ -36,6 +36,8 @@ class Row:
     final: Scores
     seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    bare: Scores | None = None
+    """The body model's own surface, without the fit's clothing offsets (``body`` carries them), when known."""
 
     @property
     def chamfer_gain(self) -> float:
@@ -70,20 +72,42 @@ def in_export_frame(body: BodyFit, final: TexturedMesh) -> tuple[np.ndarray, np.
 
 def subject_row(name: str, gt: TexturedMesh, body: tuple[np.ndarray, np.ndarray],
                 final: tuple[np.ndarray, np.ndarray], *, seconds: float = 0.0, notes: tuple[str, ...] = (),
-                n_points: int = DEFAULT_POINTS) -> Row:
-    """Score the bare body and the final mesh (each (vertices, faces), metric frame) against ``gt``."""
+                n_points: int = DEFAULT_POINTS, bare: tuple[np.ndarray, np.ndarray] | None = None) -> Row:
+    """Score the fitted body, the final mesh and optionally the body without its clothing offsets (each
+    (vertices, faces), metric frame) against ``gt``."""
     return Row(name=name, body=fair_scores(*body, gt, n_points), final=fair_scores(*final, gt, n_points),
-               seconds=seconds, notes=tuple(notes))
+               seconds=seconds, notes=tuple(notes), bare=None if bare is None else fair_scores(*bare, gt, n_points))
 
 
-HEADER = ("| subject | body CD % | final CD % | CD gain | body NC | final NC | NC diff | body F | final F | s |",
-          "|---|---|---|---|---|---|---|---|---|---|")
+def bare_vertices(body: BodyFit) -> np.ndarray:
+    """(V, 3) the body model's own surface: the fit's vertices without their clothing offsets (``body.offsets``,
+    which lie along the bare surface's normals: the fixed point x = v - offsets * n(x), found by damped iteration,
+    since plain iteration oscillates where an offset is large for the surface's curvature); the vertices when it
+    has none."""
+    from human3d.ops.mesh import vertex_normals
+
+    v = np.asarray(body.vertices, np.float64)
+    if body.offsets is None or len(body.offsets) != len(v):
+        return v.astype(np.float32)
+    o = np.asarray(body.offsets, np.float64)[:, None]
+    faces = np.asarray(body.faces)
+    bare = v - o * vertex_normals(v, faces)
+    for _ in range(20):
+        bare = 0.5 * bare + 0.5 * (v - o * vertex_normals(bare, faces))
+    return bare.astype(np.float32)
 
 
-def _cells(name: str, body: Scores, final: Scores, cd_gain: float, nc_gain: float, seconds: float) -> str:
+HEADER = ("| subject | body CD % | final CD % | CD gain | body NC | final NC | NC diff | body F | final F | s "
+          "| bare CD % | bare NC |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def _cells(name: str, body: Scores, final: Scores, cd_gain: float, nc_gain: float, seconds: float,
+           bare: Scores | None = None) -> str:
+    bare_cells = "| |" if bare is None else f"| {bare.chamfer_pct:.3f} | {bare.normal_consistency:.4f} |"
     return (f"| {name} | {body.chamfer_pct:.3f} | {final.chamfer_pct:.3f} | {100 * cd_gain:+.1f}% | "
             f"{body.normal_consistency:.4f} | {final.normal_consistency:.4f} | {nc_gain:+.4f} | {body.fscore:.2f} | "
-            f"{final.fscore:.2f} | {seconds:.0f} |")
+            f"{final.fscore:.2f} | {seconds:.0f} {bare_cells}")
 
 
 def _mean_scores(scores: list[Scores]) -> Scores:
@@ -96,12 +120,13 @@ def table(rows: list[Row]) -> str:
     lines = list(HEADER)
     for r in rows:
         name = r.name + (f" ({'; '.join(r.notes)})" if r.notes else "")
-        lines.append(_cells(name, r.body, r.final, r.chamfer_gain, r.nc_gain, r.seconds))
+        lines.append(_cells(name, r.body, r.final, r.chamfer_gain, r.nc_gain, r.seconds, r.bare))
     if not rows:
         return "\n".join(lines + ["", "no subjects"])
     cd_gain = float(np.mean([r.chamfer_gain for r in rows]))
+    bare = _mean_scores([r.bare for r in rows]) if all(r.bare is not None for r in rows) else None
     lines.append(_cells("mean", _mean_scores([r.body for r in rows]), _mean_scores([r.final for r in rows]), cd_gain,
-                        float(np.mean([r.nc_gain for r in rows])), sum(r.seconds for r in rows)))
+                        float(np.mean([r.nc_gain for r in rows])), sum(r.seconds for r in rows), bare))
     worse = sum(r.chamfer_gain < 0 for r in rows)
     nc_up = sum(r.nc_gain > 0 for r in rows)
     lines += ["", f"mean Chamfer improvement over the bare body: {100 * cd_gain:+.1f}% (worse than the body on "

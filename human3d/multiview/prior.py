@@ -4,8 +4,11 @@ A Photo-Wake-Up-like proxy: over the photo's silhouette S (front view), a front 
 half``. Where the fitted body is well inside S they are the body's (front and back depth maps of the body mesh,
 rounded off toward the border of S); where S leaves the body (loose clothes, hair, hats, held objects) they are an
 inflation of S (:mod:`.thickness`): round at the occluding contour, continuing the body's thickness and depth where
-it meets it. The face mesh of the photo's face (:mod:`.face`, mediapipe's bundled model) is blended into the front
-sheet over the face. The two sheets are stitched into one closed mesh and rendered in the six body views, so the
+it meets it. The body itself first gets its garments as thick all round as at its sides, and a skirt or coat
+between the legs hangs from the hips (:mod:`.thickness`). The face mesh of the photo's face (:mod:`.face`,
+mediapipe's bundled model) is blended into the front sheet over the face. Where a view sees the body's own surface,
+it takes the body's rendered normals (the proxy's grid facets steep sides). The proxy mesh travels with the views
+(``MultiView.start_vertices``): carving starts from it. The two sheets are stitched into one closed mesh and rendered in the six body views, so the
 targets of carving agree with each other by construction: the front mask is S, the back mask S mirrored, and the
 side views show the body's and the inflation's depth profile. Colours: the photo in the front view; the back and
 sides by body region from the photo (:mod:`human3d.multiview.back_colors`), with lower colour weights so that the
@@ -24,7 +27,7 @@ from human3d.context import StageContext
 from human3d.errors import NoPersonFoundError
 from human3d.multiview.back_colors import prior_colors
 from human3d.multiview.face import FaceSurface, blend_face_depth, find_face, paste_face_normals
-from human3d.multiview.thickness import body_support, inflate, loose_volume, smooth_inside
+from human3d.multiview.thickness import body_support, drape, even_garments, inflate, loose_volume, smooth_inside
 from human3d.render import get_rasterizer, render_normals
 from human3d.types import BodyFit, Framed, MultiView
 
@@ -66,10 +69,11 @@ def body_depth_sheets(body: BodyFit, resolution: int, renderer: str = "auto", de
 
 
 def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray, covered: np.ndarray,
-                 smooth_px: float) -> tuple[np.ndarray, np.ndarray]:
+                 smooth_px: float, legs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Front and back depth sheets over ``silhouette`` (R, R): the body's depths where it is well inside S, and an
-    inflation of the rest (:mod:`.thickness`: round at the contour, continuing the body where it meets it). Outside
-    S both are NaN."""
+    inflation of the rest (:mod:`.thickness`: round at the contour, continuing the body where it meets it); with
+    ``legs`` (:func:`leg_labels`), a skirt or coat between the legs hangs from the hips (:func:`.thickness.drape`).
+    Outside S both are NaN."""
     core = ndimage.binary_erosion(covered, iterations=2)  # the body's rim has no thickness: take depths inside it
     if not core.any():
         core = covered
@@ -85,7 +89,26 @@ def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray
     half = loose_volume(silhouette, covered, half)
     zf = np.where(silhouette, mid + half, np.nan)
     zb = np.where(silhouette, mid - half, np.nan)
-    return zf, zb
+    return (zf, zb) if legs is None else drape(silhouette, legs, zf, zb)
+
+
+def leg_labels(body: BodyFit, resolution: int, renderer: str = "auto", device: str = "cpu") -> np.ndarray | None:
+    """(R, R) int8: 1 where the front view of the body sees its left leg, 2 its right leg, 4 an arm or a hand, 3
+    another part, 0 where it sees nothing; None when the fit has no part labels."""
+    if body.parts is None or len(body.parts) != len(body.vertices):
+        return None
+    from human3d.body.parts import PART_NAMES
+    from human3d.multiview.back_colors import render_part_labels
+
+    labels = render_part_labels(body.vertices, body.faces, body.parts, [OrthoCamera("front", 0.0, resolution)],
+                                renderer, device)[0]
+    out = np.where(labels >= 0, 3, 0).astype(np.int8)
+    for side, value in (("l", 1), ("r", 2)):
+        ids = [PART_NAMES.index(f"{p}_{side}") for p in ("upper_leg", "lower_leg")]
+        out[np.isin(labels, ids)] = value
+    arms = [i for i, n in enumerate(PART_NAMES) if n.startswith(("upper_arm", "forearm", "hand"))]
+    out[np.isin(labels, arms)] = 4
+    return out
 
 
 def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,13 +157,26 @@ def rim_faces(front_faces: np.ndarray, offset: int) -> np.ndarray:
     return np.concatenate([np.stack([eb, ea, ea + offset], 1), np.stack([eb, ea + offset, eb + offset], 1)])
 
 
+def garment_body(body: BodyFit) -> BodyFit:
+    """The body fit with its garments as thick all round as the photo's outline shows them at the sides
+    (:func:`.thickness.even_garments`); the fit itself when it carries no clothing offsets or part labels."""
+    import dataclasses
+
+    n = len(body.vertices)
+    if body.offsets is None or body.parts is None or len(body.offsets) != n or len(body.parts) != n \
+            or not np.any(body.offsets > 0):
+        return body
+    return dataclasses.replace(body, vertices=even_garments(body.vertices, body.faces, body.offsets, body.parts))
+
+
 def proxy_sheets(framed: Framed, body: BodyFit, resolution: int, renderer: str = "auto",
                  face: FaceSurface | None = None, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(zf, zb, silhouette) at ``resolution``: the proxy's depth sheets, ``face`` (at ``resolution``) blended into
-    the front one."""
+    """(zf, zb, silhouette) at ``resolution``: the proxy's depth sheets over the body with even garments
+    (:func:`garment_body`; pass it, or the fit), ``face`` (at ``resolution``) blended into the front one."""
     silhouette = resize_mask(framed.mask, resolution)
     z_front, z_back, covered = body_depth_sheets(body, resolution, renderer, device)
-    zf, zb = proxy_depths(silhouette, z_front, z_back, covered, smooth_px=resolution / 192)
+    zf, zb = proxy_depths(silhouette, z_front, z_back, covered, smooth_px=resolution / 192,
+                          legs=leg_labels(body, resolution, renderer, device))
     if face is not None:
         zf = blend_face_depth(zf, zb, face)
     return zf, zb, silhouette
@@ -157,6 +193,39 @@ def proxy_mesh(framed: Framed, body: BodyFit, resolution: int, renderer: str = "
 def mesh_step(resolution: int, step: int = 2) -> int:
     """Grid step in pixels of the proxy mesh at ``resolution`` (``step`` at 384)."""
     return max(1, int(step * resolution / 384))
+
+
+#: Depth difference (canonical units, about 8 mm) below which a view's proxy surface counts as the body's own, and
+#: takes the body's rendered normal (fading out to the proxy's at this difference).
+BODY_NORMAL_TOLERANCE = 0.01
+
+
+def body_normals_where_body(normals: np.ndarray, masks: np.ndarray, depths: np.ndarray, body: BodyFit,
+                            raster: object, resolution: int, device: str) -> np.ndarray:
+    """(N, R, R, 3) the proxy's rendered ``normals`` with the body's own rendered normals blended in wherever the
+    proxy's surface is the body's (depths (N, R, R) within BODY_NORMAL_TOLERANCE of the body's, masks (N, R, R)):
+    the proxy samples the body's depth on a front-view grid, which facets its sides and back; the body mesh does
+    not."""
+    half = max(resolution // 2, 16)  # the body's normals are smooth: rendered at half the size, then upsampled
+    with torch.no_grad():
+        b = render_normals(torch.as_tensor(body.vertices, dtype=torch.float32, device=device),
+                           torch.as_tensor(body.faces, dtype=torch.int64, device=device), body_cameras(half),
+                           raster, antialias=False)
+        up = torch.nn.functional.interpolate(b.normals.permute(0, 3, 1, 2), size=(resolution, resolution),
+                                             mode="bilinear", align_corners=False)
+        nb = torch.nn.functional.normalize(up, dim=1, eps=1e-12).permute(0, 2, 3, 1).cpu().numpy()
+    k = resolution / half
+    idx = np.minimum((np.arange(resolution) / k).astype(np.int64), half - 1)
+    db = b.frags.depth.cpu().numpy()[:, idx][:, :, idx]
+    mb = b.frags.mask.cpu().numpy()[:, idx][:, :, idx]
+    mb &= ndimage.binary_erosion(mb, np.ones((1, 3, 3), bool))  # upsampled normals mix in the background there
+    both = masks & mb
+    gap = np.ones(masks.shape)
+    gap[both] = np.abs(depths[both] - db[both])
+    w = np.clip(1.0 - gap / BODY_NORMAL_TOLERANCE, 0.0, 1.0)[..., None]
+    mixed = (1.0 - w) * normals + w * nb
+    mixed /= np.maximum(np.linalg.norm(mixed, axis=-1, keepdims=True), 1e-12)
+    return np.where(w > 0, mixed, normals).astype(np.float32)
 
 
 def fill_degenerate_normals(normals: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -178,7 +247,8 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
     r = int(cfg.resolution)
     ctx.progress(0.1, "building the silhouette proxy from the body fit")
     face = find_face(framed, body, r, ctx)
-    zf, zb, silhouette = proxy_sheets(framed, body, r, face=face, device=ctx.device)
+    clothed = garment_body(body)
+    zf, zb, silhouette = proxy_sheets(framed, clothed, r, face=face, device=ctx.device)
     v, f = sheets_to_mesh(zf, zb, step=mesh_step(r))
     ctx.progress(0.5, f"rendering {len(BODY_VIEW_NAMES)} views of the proxy ({len(f)} faces)")
     raster = get_rasterizer("auto", ctx.device)
@@ -187,6 +257,8 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
                              body_cameras(r), raster, antialias=False)
     normals = out.normals.cpu().numpy().astype(np.float32)
     masks = out.frags.mask.cpu().numpy()
+    normals = body_normals_where_body(normals, masks, out.frags.depth.cpu().numpy(), clothed, raster, r,
+                                      ctx.device)
     if face is not None:
         normals[0] = paste_face_normals(normals[0], masks[0], face, zf)
     normals = fill_degenerate_normals(normals, masks)
@@ -205,4 +277,5 @@ def generate_prior_views(framed: Framed, body: BodyFit, cfg: MultiViewConfig, ct
     ctx.progress(1.0, "done")
     return MultiView(normals=normals, colors=colors, masks=masks, view_weights=np.asarray(VIEW_WEIGHTS, np.float32),
                      view_names=list(BODY_VIEW_NAMES), azimuths=list(BODY_VIEW_AZIMUTHS), backend="prior",
-                     color_weights=color_weights)
+                     color_weights=color_weights, start_vertices=v.astype(np.float32),
+                     start_faces=f.astype(np.int64))

@@ -86,8 +86,11 @@ def test_known_height_is_reported(anny_model):
     fit = fit_body(framed, BodyConfig(model="anny", iterations=10, height_m=1.82), StageContext())
     assert fit.height_m == pytest.approx(1.82)
     assert fit.report["mask_iou_body"] <= fit.report["mask_iou"]  # clothing offsets on by default
+    # the fit keeps the offsets its vertices carry (the prior carries garments round from them)
+    assert fit.offsets.shape == (len(fit.vertices),) and fit.offsets.min() >= 0
+    assert round(float(fit.offsets.max()), 4) == fit.report["offsets_max"]
     bare = fit_body(framed, BodyConfig(model="anny", iterations=10, clothing=False), StageContext())
-    assert "mask_iou_body" not in bare.report and "seconds_offsets" not in bare.report
+    assert "mask_iou_body" not in bare.report and "seconds_offsets" not in bare.report and bare.offsets is None
 
 
 def test_no_landmarks_fits_the_silhouette_with_a_warning(anny_model):

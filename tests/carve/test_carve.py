@@ -29,7 +29,7 @@ from human3d.carve.synthetic import (
 )
 from human3d.config import CarveConfig, preset_config
 from human3d.context import StageContext
-from human3d.errors import BadInputError
+from human3d.errors import BadInputError, UsageError
 from human3d.render import get_rasterizer
 from human3d.types import BodyFit, Mesh
 from tests.conftest import shared_file
@@ -185,3 +185,20 @@ def test_carve_schedule_goes_coarse_to_fine_with_a_pixel_floor():
     assert [r for r, _ in sched] == [96, 192, 384] and sum(n for _, n in sched) == 70
     assert edge_length_floor(cfg, 384) == pytest.approx(2 * 2.0 / 384)
     assert carve_schedule(CarveConfig(resolution=128, iterations=10, coarse_levels=0)) == [(128, 10)]
+
+
+def test_carving_starts_from_the_views_own_mesh_when_they_carry_one(humanoid):
+    truth, body = humanoid
+    views = render_views(*truth, body_cameras(64))
+    ball_v, ball_f = icosphere(2, 0.3)  # a body fit far from the views: carving 0 iterations keeps its start
+    fit = BodyFit(vertices=ball_v.astype(np.float32), faces=ball_f, joints=np.zeros((0, 3), np.float32))
+    with_start = dataclasses.replace(views, start_vertices=truth[0].astype(np.float32), start_faces=truth[1])
+    cfg = CarveConfig(resolution=64, iterations=0, body_refine_steps=0)
+    out = carve_mesh(with_start, fit, cfg, StageContext())
+    chamfer, _ = chamfer_and_normal_consistency((out.vertices, out.faces), truth, 5_000)
+    assert chamfer < 0.005 * _height(truth[0])
+    for start, given in (("body", with_start), ("auto", views)):  # asked for the body, or no mesh given
+        out = carve_mesh(given, fit, dataclasses.replace(cfg, start=start), StageContext())
+        assert abs(_height(out.vertices) - 0.6) < 0.02
+    with pytest.raises(UsageError):
+        carve_mesh(views, fit, dataclasses.replace(cfg, start="photo"), StageContext())

@@ -141,3 +141,21 @@ def test_cesium_man_is_textured_in_the_export_frame() -> None:
     assert 1.4 < np.ptp(v[:, 1]) < 1.6  # metres, standing
     feet = v[v[:, 1] < 0.04]
     assert feet[:, 2].max() > -feet[:, 2].min() + 0.03  # the toes reach further forward (+Z) than the heels back
+
+
+def test_bare_vertices_take_the_clothing_offsets_off():
+    import dataclasses
+
+    from human3d.carve.meshing import icosphere
+    from human3d.eval.improvement import bare_vertices
+    from human3d.types import BodyFit
+
+    v, f = icosphere(3, 0.5)
+    offsets = np.where(v[:, 0] > 0, 0.05, 0.0).astype(np.float32)
+    from human3d.ops.mesh import vertex_normals
+
+    clothed = (v + offsets[:, None] * vertex_normals(v.astype(np.float64), f)).astype(np.float32)
+    fit = BodyFit(vertices=clothed, faces=f, joints=np.zeros((0, 3), np.float32), offsets=offsets)
+    bare = bare_vertices(fit)
+    assert np.abs(np.linalg.norm(bare, axis=1) - 0.5).max() < 0.01 < np.abs(np.linalg.norm(clothed, axis=1) - 0.5).max()
+    np.testing.assert_array_equal(bare_vertices(dataclasses.replace(fit, offsets=None)), clothed)

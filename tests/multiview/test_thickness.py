@@ -170,3 +170,61 @@ def test_loose_clothes_wrap_the_body_and_tight_ones_keep_its_thickness():
     assert dressed[row, r // 2] > 2.0 * 0.07  # as deep as a skirt that wide, not as the legs
     tight = loose_volume(legs, legs, half_legs)  # trousers: the silhouette is the body's
     np.testing.assert_allclose(tight[legs], half_legs[legs], rtol=0.01)
+
+
+def _legs_under(r: int, skirt: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(silhouette, legs labels) of hips over two legs, with or without a skirt bridging them from the crotch."""
+    sil = np.zeros((r, r), bool)
+    legs = np.zeros((r, r), np.int8)
+    sil[10:30, 20:44] = True
+    legs[10:30, 20:44] = 3  # hips, down to the crotch at row 29
+    for x0, label in ((20, 1), (34, 2)):
+        sil[30:60, x0:x0 + 10] = True
+        legs[30:60, x0:x0 + 10] = label
+    if skirt:
+        sil[30:50, 18:46] = True  # the skirt fills the gap between the legs down to its hem at row 49
+    return sil, legs
+
+
+def test_a_skirt_hangs_from_the_hips_and_trousers_keep_the_legs():
+    from human3d.multiview.thickness import bridged_rows, drape
+
+    r = 64
+    yy = np.mgrid[0:r, 0:r][0].astype(np.float64)
+    zf = 0.3 - 0.004 * np.maximum(yy - 20, 0)  # the body's front recedes below row 20 (hips to legs)
+    zb = -zf
+    sil, legs = _legs_under(r, skirt=True)
+    bridge = bridged_rows(sil, legs)
+    assert bridge[30:50].any(1).all() and not bridge[:30].any() and not bridge[50:].any()
+    f, b = drape(sil, legs, np.where(sil, zf, np.nan), np.where(sil, zb, np.nan))
+    start = 30 - round(0.12 * r / 2)  # DRAPE_ABOVE above the crotch, within the hips
+    assert np.all(f[30:50, 20:44] == zf[start, 30])  # under the hips the cloth hangs from where it starts
+    assert np.all(f[30:50][sil[30:50]] >= zf[30, 30] - 1e-12)  # and nowhere recedes below the garment's top
+    np.testing.assert_allclose(b[30:50][sil[30:50]], -f[30:50][sil[30:50]])
+    np.testing.assert_array_equal(f[50:][sil[50:]], zf[50:][sil[50:]])  # legs below the hem are the body's
+    sil, legs = _legs_under(r, skirt=False)
+    assert not bridged_rows(sil, legs).any()
+    f, _ = drape(sil, legs, np.where(sil, zf, np.nan), np.where(sil, zb, np.nan))
+    np.testing.assert_array_equal(f[sil], zf[sil])
+
+
+def test_a_garment_seen_at_its_sides_is_as_thick_at_its_front_and_back():
+    from human3d.body.parts import PART_NAMES
+    from human3d.multiview.thickness import even_garments
+
+    mesh = trimesh.creation.cylinder(radius=0.1, height=0.3, sections=48)
+    mesh = mesh.subdivide().subdivide()
+    v = np.asarray(mesh.vertices, np.float64)[:, [0, 2, 1]]  # axis along y, as a limb or a torso stands
+    f = np.asarray(mesh.faces)[:, [0, 2, 1]]  # the axis swap mirrors: keep the faces outward
+    radial = np.hypot(v[:, 0], v[:, 2])
+    side = np.abs(v[:, 0]) > 0.09  # what the front outline constrains
+    offsets = np.where(side & (radial > 0.099), 0.03, 0.0)
+    parts = np.full(len(v), PART_NAMES.index("torso"), np.int8)
+    out = even_garments(v.astype(np.float32), f, offsets, parts)
+    moved = np.linalg.norm(out - v, axis=1)
+    front_back = (np.abs(v[:, 2]) > 0.095) & (np.abs(v[:, 1]) < 0.1) & (radial > 0.099)
+    assert np.median(moved[front_back]) > 0.015  # the garment goes round the front and back (at least half)
+    grown = np.hypot(out[:, 0], out[:, 2])
+    assert np.all(grown[radial > 0.099] >= radial[radial > 0.099] - 1e-6)  # nothing moves in
+    parts[:] = PART_NAMES.index("face")  # an open face keeps the fit's own surface
+    np.testing.assert_allclose(even_garments(v.astype(np.float32), f, offsets, parts), v, atol=1e-6)
