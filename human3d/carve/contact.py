@@ -31,6 +31,17 @@ def _grow(region: np.ndarray, src: np.ndarray, dst: np.ndarray, rings: int) -> n
     return region
 
 
+def _rings(adjacency, ids: np.ndarray, rings: int):
+    """(len(ids), V) sparse bool: the vertices within ``rings`` edges of each of ``ids``."""
+    from scipy.sparse import identity
+
+    step = (adjacency + identity(adjacency.shape[0], dtype=bool, format="csr")).tocsr()
+    reach = step[ids]
+    for _ in range(rings - 1):
+        reach = reach @ step
+    return reach.astype(bool).tocsr()
+
+
 def _scene(vertices: np.ndarray, faces: np.ndarray):
     import open3d as o3d
 
@@ -63,9 +74,11 @@ def penetrating_vertices(scene, vertices: np.ndarray, normals: np.ndarray, seed:
 
 
 def exit_depths(scene, vertices: np.ndarray, normals: np.ndarray, ids: np.ndarray, faces: np.ndarray,
-                start: float) -> np.ndarray:
+                start: float, local: np.ndarray) -> np.ndarray:
     """(len(ids),) distance from each vertex back along its inward normal to the first surface that is not one
-    of its own faces (inf where there is none)."""
+    of its own faces; inf where there is none, or where that surface is the vertex's own sheet: a face with a
+    vertex in the vertex's row of the (len(ids), V) sparse ``local`` (its neighbourhood of a few rings), where the
+    sheet folds over itself rather than into another part."""
     import open3d as o3d
 
     origin = vertices[ids] - start * normals[ids]
@@ -75,8 +88,14 @@ def exit_depths(scene, vertices: np.ndarray, normals: np.ndarray, ids: np.ndarra
     prim = hits["primitive_ids"].numpy().astype(np.int64)
     t = hits["t_hit"].numpy().astype(np.float64)
     own = (faces[prim] == ids[ray][:, None]).any(1)
-    depth = np.full(len(ids), np.inf)
-    np.minimum.at(depth, ray[~own], t[~own] + start)
+    ray, prim, t = ray[~own], prim[~own], t[~own]
+    first = np.full(len(ids), np.inf)
+    np.minimum.at(first, ray, t)
+    keep = t == first[ray]
+    ray, prim = ray[keep], prim[keep]
+    near = np.asarray(local[ray[:, None], faces[prim]].todense()).reshape(len(ray), 3).any(1)
+    depth = first + start
+    depth[ray[near]] = np.inf
     return depth
 
 
@@ -103,15 +122,17 @@ def press_apart(vertices: np.ndarray, faces: np.ndarray, intersecting: np.ndarra
     ``intersecting`` is the (F,) bool of self-intersecting faces; ``gap`` (in mean edge lengths) is what is left
     between the two sides, ``reach`` caps one round's move, ``rings`` is the width of the fall-off. Each round
     re-detects the intersections near what moved. Returns the (V, 3) vertices, how many distinct vertices were
-    pressed, and the (F,) bool of the faces still intersecting as far as the local re-tests tell (edges outside
-    the re-tested region that cross a moved face are missed: a full test is the caller's)."""
-    from human3d.carve.meshing import self_intersecting_faces
+    pressed, and the (F,) bool of the faces still intersecting."""
+    from scipy.sparse import csr_matrix
+
+    from human3d.carve.meshing import retest_self_intersections
 
     f = np.asarray(faces, np.int64)
     v = np.asarray(vertices, np.float64).copy()
     src, dst = _neighbour_lists(f)
     edge = float(np.linalg.norm(v[src] - v[dst], axis=1).mean())
     pressed = np.zeros(len(v), bool)
+    adjacency = csr_matrix((np.ones(len(src), bool), (src, dst)), shape=(len(v), len(v)))
     inter = intersecting
     for _ in range(rounds):
         if not inter.any():
@@ -124,7 +145,7 @@ def press_apart(vertices: np.ndarray, faces: np.ndarray, intersecting: np.ndarra
         ids = np.nonzero(inside)[0]
         if len(ids) == 0:
             break
-        depth = exit_depths(scene, v, normals, ids, f, start=1e-3 * edge)
+        depth = exit_depths(scene, v, normals, ids, f, start=1e-3 * edge, local=_rings(adjacency, ids, rings + 1))
         move = np.minimum(0.5 * depth + gap * edge, reach * edge)
         move[~np.isfinite(depth)] = 0.0
         d = np.zeros_like(v)
@@ -132,8 +153,7 @@ def press_apart(vertices: np.ndarray, faces: np.ndarray, intersecting: np.ndarra
         region = _grow(inside, src, dst, rings)
         v += spread(d, inside, region, src, dst, iterations=4 * rings)
         pressed |= inside
-        retest = _grow(region, src, dst, 2)
-        inter = np.where(retest[f].any(1), self_intersecting_faces(v, f, edge_subset=retest), inter)
+        inter = retest_self_intersections(v, f, inter, region)
     return v.astype(np.asarray(vertices).dtype), int(pressed.sum()), inter
 
 

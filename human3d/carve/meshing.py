@@ -123,23 +123,43 @@ def degenerate_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return repeated | (area2 <= 1e-6 * scale)  # float32 rounding of a collinear triangle is ~1e-7
 
 
+def _near_cells(vertices: np.ndarray, points: np.ndarray, cell: float) -> np.ndarray:
+    """(V,) bool: the vertices in a grid cell (of width ``cell``) that is, or touches, a cell holding a point."""
+    lo = vertices.min(0)
+
+    def key(ijk: np.ndarray) -> np.ndarray:
+        return (ijk[..., 0] * (1 << 21) + ijk[..., 1]) * (1 << 21) + ijk[..., 2]
+
+    ends = np.floor((points - lo) / cell).astype(np.int64) + 1
+    steps = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    occupied = np.unique(key(ends[:, None] + steps[None]))
+    return np.isin(key(np.floor((vertices - lo) / cell).astype(np.int64) + 1), occupied)
+
+
+def _longest_edge(vertices: np.ndarray, faces: np.ndarray) -> float:
+    tri = vertices[faces]
+    return float(np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2).max())
+
+
 def faces_near_edges(vertices: np.ndarray, faces: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Ids of the faces that could cross one of the (E, 2) ``edges``: those with a vertex in a grid cell next to an
     edge's end point, the cells as wide as the longest edge of the mesh plus the longest of ``edges``."""
-    tri = vertices[faces]
-    longest = float(np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2).max())
-    cell = longest + float(np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1).max()) + 1e-12
-    lo = vertices.min(0)
+    cell = _longest_edge(vertices, faces) + float(np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]],
+                                                                  axis=1).max()) + 1e-12
+    return np.nonzero(_near_cells(vertices, vertices[np.unique(edges)], cell)[faces].any(1))[0]
 
-    def keys(points: np.ndarray) -> np.ndarray:
-        ijk = np.floor((points - lo) / cell).astype(np.int64) + 1
-        return (ijk[:, 0] * (1 << 21) + ijk[:, 1]) * (1 << 21) + ijk[:, 2]
 
-    ends = np.floor((vertices[np.unique(edges)] - lo) / cell).astype(np.int64) + 1
-    steps = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    around = (ends[:, None] + steps[None]).reshape(-1, 3)
-    occupied = np.unique((around[:, 0] * (1 << 21) + around[:, 1]) * (1 << 21) + around[:, 2])
-    return np.nonzero(np.isin(keys(vertices), occupied)[faces].any(1))[0]
+def retest_self_intersections(vertices: np.ndarray, faces: np.ndarray, inter: np.ndarray,
+                              moved: np.ndarray) -> np.ndarray:
+    """(F,) bool of the self-intersecting faces after the (V,) bool ``moved`` vertices moved, from ``inter`` before:
+    every face with a vertex within two longest edges of a moved vertex is re-tested against every edge near it;
+    the others cannot have changed. Equal to a full test (but for grazing contacts, which the ray casts may
+    report either way), at the cost of the neighbourhood."""
+    if not moved.any():
+        return inter
+    near = _near_cells(vertices, vertices[moved], 2.0 * _longest_edge(vertices, faces) + 1e-12)
+    around = _near_cells(vertices, vertices[near], 2.0 * _longest_edge(vertices, faces) + 1e-12)
+    return np.where(near[faces].any(1), self_intersecting_faces(vertices, faces, edge_subset=around), inter)
 
 
 def self_intersecting_faces(vertices: np.ndarray, faces: np.ndarray,
