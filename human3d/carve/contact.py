@@ -116,11 +116,13 @@ def spread(displacement: np.ndarray, fixed: np.ndarray, region: np.ndarray, src:
 
 
 def press_apart(vertices: np.ndarray, faces: np.ndarray, intersecting: np.ndarray, rounds: int = 3,
-                gap: float = 0.05, reach: float = 1.0, rings: int = 3) -> tuple[np.ndarray, int, np.ndarray]:
+                gap: float = 0.05, reach: float = 1.0, rings: int = 3,
+                deepest: float = 4.0) -> tuple[np.ndarray, int, np.ndarray]:
     """Move the vertices that went into another part of the mesh back out (see the module's docstring).
 
     ``intersecting`` is the (F,) bool of self-intersecting faces; ``gap`` (in mean edge lengths) is what is left
-    between the two sides, ``reach`` caps one round's move, ``rings`` is the width of the fall-off. Each round
+    between the two sides, ``reach`` caps one round's move, ``rings`` is the width of the fall-off; a vertex whose
+    exit is more than ``deepest`` edge lengths away is not pressed (it follows its neighbours). Each round
     re-detects the intersections near what moved. Returns the (V, 3) vertices, how many distinct vertices were
     pressed, and the (F,) bool of the faces still intersecting."""
     from scipy.sparse import csr_matrix
@@ -146,10 +148,13 @@ def press_apart(vertices: np.ndarray, faces: np.ndarray, intersecting: np.ndarra
         if len(ids) == 0:
             break
         depth = exit_depths(scene, v, normals, ids, f, start=1e-3 * edge, local=_rings(adjacency, ids, rings + 1))
-        move = np.minimum(0.5 * depth + gap * edge, reach * edge)
-        move[~np.isfinite(depth)] = 0.0
+        # deeper than ``deepest`` edges, the ray has missed the other part's near side: no trusted depth there
+        known = depth < deepest * edge
+        ids, depth = ids[known], depth[known]
+        inside[:] = False
+        inside[ids] = True
         d = np.zeros_like(v)
-        d[ids] = -normals[ids] * move[:, None]
+        d[ids] = -normals[ids] * np.minimum(0.5 * depth + gap * edge, reach * edge)[:, None]
         region = _grow(inside, src, dst, rings)
         v += spread(d, inside, region, src, dst, iterations=4 * rings)
         pressed |= inside

@@ -265,7 +265,7 @@ def smooth_self_intersections(vertices: np.ndarray, faces: np.ndarray, rounds: i
                               steps: int = 3) -> tuple[np.ndarray, int, int]:
     """Resolve self-intersections by Laplacian smoothing of the faces involved and their neighbourhood (grown by
     one ring, and ``steps`` more smoothing steps, per round). Between rounds only the edges near the smoothed region
-    are re-tested; the count after is a full test. Returns vertices, the self-intersecting faces before and after."""
+    are re-tested; the count after is exact. Returns vertices, the self-intersecting faces before and after."""
     inter = self_intersecting_faces(vertices, faces)
     if inter is None:
         return vertices, -1, -1
@@ -276,7 +276,8 @@ def smooth_self_intersections(vertices: np.ndarray, faces: np.ndarray, rounds: i
 def smooth_intersecting(vertices: np.ndarray, faces: np.ndarray, inter: np.ndarray, rounds: int = 10,
                         steps: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """:func:`smooth_self_intersections` from the (F,) bool of intersecting faces (open3d is there); returns the
-    vertices and the (F,) bool of the faces still intersecting (a full test)."""
+    vertices and the (F,) bool of the faces still intersecting (:func:`retest_self_intersections` around every
+    vertex smoothed)."""
     from scipy.sparse import csr_matrix
 
     v = np.asarray(vertices, np.float64).copy()
@@ -292,7 +293,7 @@ def smooth_intersecting(vertices: np.ndarray, faces: np.ndarray, inter: np.ndarr
             region = grown
         return region
 
-    touched = inter.any()
+    start, moved = inter, np.zeros(len(v), bool)
     for ring in range(1, rounds + 1):
         if not inter.any():
             break
@@ -301,9 +302,9 @@ def smooth_intersecting(vertices: np.ndarray, faces: np.ndarray, inter: np.ndarr
         region = grow(seed, ring)
         for _ in range(steps * ring):  # wider and stronger each round
             v[region] = 0.5 * v[region] + 0.5 * (mean_op @ v)[region]
+        moved |= region
         inter = self_intersecting_faces(v, faces, edge_subset=grow(region, 2))
-    after = self_intersecting_faces(v, faces) if touched else inter
-    return v.astype(np.asarray(vertices).dtype), after
+    return v.astype(np.asarray(vertices).dtype), retest_self_intersections(v, faces, start, moved)
 
 
 def collapse_degenerate_faces(vertices: np.ndarray, faces: np.ndarray,
