@@ -1,12 +1,18 @@
-"""Pressing interpenetrating sheets of one closed mesh apart (a soft contact, not a re-mesh).
+"""Untangling a carved mesh that runs through itself: interpenetrating parts pressed apart (a soft contact, not a
+re-mesh), and crumpled zero-thickness patches replaced.
 
 Carving can push two parts of the body through each other where they touch in the photo (gloved fingers resting on
-a knee, an arm against the torso). Local smoothing cannot separate them: it shrinks both sheets but leaves them
-crossed. Here every vertex that has gone into another part's volume is found (a point just outside its own sheet is
-inside the mesh: ray parity is the winding number mod 2, so this holds even where the volumes overlap) and moved
-back along its inward normal, half the way to the other part's surface plus a small gap: both sides move, so they
-meet at a contact surface between them. The move is spread over a few rings with a harmonic fall-off (no step at
-the edge of the pressed patch) and repeated with fresh detection, so deep penetrations resolve in a few rounds.
+a knee, thighs, an arm against the torso). Local smoothing cannot separate them: it shrinks both sheets but leaves
+them crossed, or squashes a thin part flat. :func:`press_apart` finds every vertex that has gone into another
+part's volume (a point just outside its own sheet is inside the mesh: ray parity is the winding number mod 2, so
+this holds even where the volumes overlap) and moves it back along its inward normal, half the way to the other
+part's surface (the first surface along that ray that is not within a few rings of the vertex) plus a small gap:
+both sides move, so they meet at a contact surface between them. The move is spread over a few rings with a
+harmonic fall-off (no step at the edge of the pressed patch) and repeated with fresh detection.
+
+What smoothing then leaves is mostly crumples: patches folded through themselves with no volume (their faces'
+normals cancel), such as a finger collapsed into a needle. :func:`fill_crumples` replaces each such disk by a fan
+from its boundary loop. :func:`resolve_self_intersections` runs the three in turn.
 """
 
 from __future__ import annotations
