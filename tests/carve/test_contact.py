@@ -70,3 +70,25 @@ def test_a_mesh_without_intersections_is_left_as_it_is():
     v2, f2, done = M.clean_mesh(v, f)
     assert np.array_equal(v2, v) and np.array_equal(f2, f)
     assert done["vertices_pressed"] == 0 and done["crumples_filled"] == 0 and done["self_intersecting_faces_after"] == 0
+
+
+def test_a_crumpled_patch_is_replaced_by_a_fan_over_its_boundary():
+    """A sphere's cap crushed into its base plane with its vertices shuffled: a zero-thickness patch folded through
+    itself, as smoothing leaves a thin part. The fill replaces exactly that patch and leaves a clean mesh."""
+    from human3d.carve import contact as C
+
+    v, f = M.icosphere(4)
+    v = v.astype(np.float64)
+    rng = np.random.default_rng(0)
+    cap = v[:, 2] > 0.93
+    v[cap, :2] = v[cap, :2][rng.permutation(cap.sum())]
+    v[cap, 2] = 0.93 + rng.normal(0.0, 0.002, cap.sum())
+    inter = M.self_intersecting_faces(v, f)
+    assert inter.sum() > 100 and C.folded_vertices(v, f)[cap].mean() > 0.5
+    v2, f2, filled = C.fill_crumples(v, f, inter)
+    assert filled == 1 and M.check_mesh(v2, f2).clean
+    assert len(v) - len(v2) >= cap.sum() - 1  # the cap's vertices gave way to one centre
+    # the faces away from the cap are all still there, at the same places
+    far = v[f][(v[f][:, :, 2] < 0.8).all(1)]
+    now = {tuple(t) for t in np.round(v2[f2], 9).reshape(-1, 9)}
+    assert all(tuple(t) in now for t in np.round(far, 9).reshape(-1, 9))
