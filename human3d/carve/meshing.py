@@ -7,8 +7,8 @@ separate parts, open seams). :func:`make_watertight` rebuilds such a mesh as an 
 
 What carving hands on must be one clean asset: :func:`check_mesh` measures it (components, boundary and
 non-manifold edges, non-manifold vertices, degenerate faces, self-intersecting faces, orientation) and
-:func:`clean_mesh` makes it so (largest component only, pinched vertices split, outward winding, local smoothing
-where faces intersect).
+:func:`clean_mesh` makes it so (largest component only, pinched vertices split, outward winding, self-intersections
+resolved by :mod:`human3d.carve.contact`).
 """
 
 from __future__ import annotations
@@ -123,6 +123,45 @@ def degenerate_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return repeated | (area2 <= 1e-6 * scale)  # float32 rounding of a collinear triangle is ~1e-7
 
 
+def _near_cells(vertices: np.ndarray, points: np.ndarray, cell: float) -> np.ndarray:
+    """(V,) bool: the vertices in a grid cell (of width ``cell``) that is, or touches, a cell holding a point."""
+    lo = vertices.min(0)
+
+    def key(ijk: np.ndarray) -> np.ndarray:
+        return (ijk[..., 0] * (1 << 21) + ijk[..., 1]) * (1 << 21) + ijk[..., 2]
+
+    ends = np.floor((points - lo) / cell).astype(np.int64) + 1
+    steps = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    occupied = np.unique(key(ends[:, None] + steps[None]))
+    return np.isin(key(np.floor((vertices - lo) / cell).astype(np.int64) + 1), occupied)
+
+
+def _longest_edge(vertices: np.ndarray, faces: np.ndarray) -> float:
+    tri = vertices[faces]
+    return float(np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2).max())
+
+
+def faces_near_edges(vertices: np.ndarray, faces: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Ids of the faces that could cross one of the (E, 2) ``edges``: those with a vertex in a grid cell next to an
+    edge's end point, the cells as wide as the longest edge of the mesh plus the longest of ``edges``."""
+    cell = _longest_edge(vertices, faces) + float(np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]],
+                                                                  axis=1).max()) + 1e-12
+    return np.nonzero(_near_cells(vertices, vertices[np.unique(edges)], cell)[faces].any(1))[0]
+
+
+def retest_self_intersections(vertices: np.ndarray, faces: np.ndarray, inter: np.ndarray,
+                              moved: np.ndarray) -> np.ndarray:
+    """(F,) bool of the self-intersecting faces after the (V,) bool ``moved`` vertices moved, from ``inter`` before:
+    every face with a vertex within two longest edges of a moved vertex is re-tested against every edge near it;
+    the others cannot have changed. Equal to a full test (but for grazing contacts, which the ray casts may
+    report either way), at the cost of the neighbourhood."""
+    if not moved.any():
+        return inter
+    near = _near_cells(vertices, vertices[moved], 2.0 * _longest_edge(vertices, faces) + 1e-12)
+    around = _near_cells(vertices, vertices[near], 2.0 * _longest_edge(vertices, faces) + 1e-12)
+    return np.where(near[faces].any(1), self_intersecting_faces(vertices, faces, edge_subset=around), inter)
+
+
 def self_intersecting_faces(vertices: np.ndarray, faces: np.ndarray,
                             edge_subset: np.ndarray | None = None) -> np.ndarray | None:
     """(F,) bool: faces that an edge of the mesh passes through, where the edge and the face share no vertex (both
@@ -139,14 +178,15 @@ def self_intersecting_faces(vertices: np.ndarray, faces: np.ndarray,
     out = np.zeros(len(faces), bool)
     if len(ids) == 0:
         return out
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(v), o3d.core.Tensor(np.ascontiguousarray(faces, dtype=np.uint32)))
     e = edges[ids]
+    near = np.arange(len(faces)) if edge_subset is None else faces_near_edges(v, faces, e)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(v), o3d.core.Tensor(np.ascontiguousarray(faces[near], dtype=np.uint32)))
     rays = np.concatenate([v[e[:, 0]], v[e[:, 1]] - v[e[:, 0]]], 1).astype(np.float32)
     hits = scene.list_intersections(o3d.core.Tensor(rays))
     t = hits["t_hit"].numpy()
     ray = hits["ray_ids"].numpy().astype(np.int64)
-    prim = hits["primitive_ids"].numpy().astype(np.int64)
+    prim = near[hits["primitive_ids"].numpy().astype(np.int64)]
     inside = (t > 1e-4) & (t < 1 - 1e-4)  # on the segment, away from its end points
     ray, prim = ray[inside], prim[inside]
     touches = (faces[prim] == e[ray, 0:1]).any(1) | (faces[prim] == e[ray, 1:2]).any(1)
@@ -224,12 +264,20 @@ def split_pinched_vertices(vertices: np.ndarray, faces: np.ndarray,
 def smooth_self_intersections(vertices: np.ndarray, faces: np.ndarray, rounds: int = 10,
                               steps: int = 3) -> tuple[np.ndarray, int, int]:
     """Resolve self-intersections by Laplacian smoothing of the faces involved and their neighbourhood (grown by
-    one ring, and ``steps`` more smoothing steps, per round). Between rounds only the edges near the smoothed region are re-tested; the count after is
-    a full test. Returns vertices, the self-intersecting faces before and after."""
+    one ring, and ``steps`` more smoothing steps, per round). Between rounds only the edges near the smoothed region
+    are re-tested; the count after is exact. Returns vertices, the self-intersecting faces before and after."""
     inter = self_intersecting_faces(vertices, faces)
     if inter is None:
         return vertices, -1, -1
-    before = int(inter.sum())
+    v, after = smooth_intersecting(vertices, faces, inter, rounds, steps)
+    return v, int(inter.sum()), int(after.sum())
+
+
+def smooth_intersecting(vertices: np.ndarray, faces: np.ndarray, inter: np.ndarray, rounds: int = 10,
+                        steps: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`smooth_self_intersections` from the (F,) bool of intersecting faces (open3d is there); returns the
+    vertices and the (F,) bool of the faces still intersecting (:func:`retest_self_intersections` around every
+    vertex smoothed)."""
     from scipy.sparse import csr_matrix
 
     v = np.asarray(vertices, np.float64).copy()
@@ -245,6 +293,7 @@ def smooth_self_intersections(vertices: np.ndarray, faces: np.ndarray, rounds: i
             region = grown
         return region
 
+    start, moved = inter, np.zeros(len(v), bool)
     for ring in range(1, rounds + 1):
         if not inter.any():
             break
@@ -253,9 +302,9 @@ def smooth_self_intersections(vertices: np.ndarray, faces: np.ndarray, rounds: i
         region = grow(seed, ring)
         for _ in range(steps * ring):  # wider and stronger each round
             v[region] = 0.5 * v[region] + 0.5 * (mean_op @ v)[region]
+        moved |= region
         inter = self_intersecting_faces(v, faces, edge_subset=grow(region, 2))
-    after = self_intersecting_faces(v, faces)
-    return v.astype(np.asarray(vertices).dtype), before, int(after.sum())
+    return v.astype(np.asarray(vertices).dtype), retest_self_intersections(v, faces, start, moved)
 
 
 def collapse_degenerate_faces(vertices: np.ndarray, faces: np.ndarray,
@@ -294,8 +343,10 @@ def collapse_degenerate_faces(vertices: np.ndarray, faces: np.ndarray,
 
 def clean_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """One clean closed mesh from a carved one: degenerate faces collapsed, pinched vertices split, then the largest component only (debris,
-    inner shells and anything hanging on by a pinch go), faces wound outward, self-intersections smoothed away
-    locally. Returns vertices, faces and counts of what was done."""
+    inner shells and anything hanging on by a pinch go), faces wound outward, self-intersections resolved
+    (interpenetrating parts pressed apart, the rest smoothed locally, crumpled patches re-filled:
+    :func:`human3d.carve.contact.resolve_self_intersections`). Returns vertices, faces and counts of what was
+    done."""
     faces = np.asarray(faces, np.int64)
     v, f, collapsed = collapse_degenerate_faces(vertices, faces)
     v, f, pinched = split_pinched_vertices(v, f)  # first: a pinch may be all that joins two pieces
@@ -303,9 +354,14 @@ def clean_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.
     flipped = 0
     if signed_volume(v, f) < 0:
         f, flipped = f[:, ::-1].copy(), 1
-    v, before, after = smooth_self_intersections(v, f)
+    from human3d.carve.contact import resolve_self_intersections
+
+    v, f, untangled = resolve_self_intersections(v, f)
+    if untangled["crumples_filled"]:  # a fan over a nearly straight stretch of the loop can be a sliver
+        v, f, refilled = collapse_degenerate_faces(v, f)
+        collapsed += refilled
     return v, f, {"degenerate_faces_collapsed": collapsed, "components_removed": dropped, "pinched_vertices_split": pinched, "winding_flipped": flipped,
-                  "self_intersecting_faces_before": before, "self_intersecting_faces_after": after}
+                  **untangled}
 
 
 def largest_component(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
