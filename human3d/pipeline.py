@@ -236,6 +236,7 @@ class Reconstructor:
     def _prepare(self, image_path: Path, output: str | Path | None, overwrite: bool,
                  work_dir: str | Path | None) -> tuple[str, dict[str, dict], Path | None]:
         """Every check before work: outputs, options, environment, the work dir -> (device, environment, work)."""
+        from human3d.carve.carve import check_carve_config
         from human3d.io.atomic import check_writable_folder
         from human3d.io.meshes import check_output_path
         from human3d.texture.decimate import check_face_options
@@ -244,6 +245,7 @@ class Reconstructor:
         if output is not None:
             check_output_path(Path(output), overwrite=overwrite, fmt=self.config.export.format, inputs=inputs)
         check_face_options(self.config.texture.faces, self.config.texture.normal_map)
+        check_carve_config(self.config.carve)
         device = resolve_device(self.config.device)
         env = resolve_environment(self.config, device)
         if self.rigged:

@@ -120,3 +120,16 @@ def test_a_set_value_reaches_the_carving_stage(tmp_path):
     Reconstructor(cfg).run(photo, None, work_dir=tmp_path / "work", until="carve")
     report = json.loads(next((tmp_path / "work").glob("*_carve/carve_report.json")).read_text())
     assert report["iterations"] == 3
+
+
+def test_a_bad_carve_setting_is_refused_by_the_cli_before_work(tmp_path):
+    from PIL import Image
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (64, 64), (200, 180, 160)).save(photo)
+    out = tmp_path / "out.glb"
+    r = runner.invoke(app, ["reconstruct", str(photo), "-o", str(out), "--work-dir", str(tmp_path / "w"),
+                            "--set", "carve.start=sideways"])
+    assert r.exit_code == 2 and "start auto, body or views" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "w").exists()

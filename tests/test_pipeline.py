@@ -144,6 +144,18 @@ def test_face_options_are_refused_before_any_stage_runs(monkeypatch, photo):
     assert CALLS == []
 
 
+@pytest.mark.parametrize("field, value", [("start", "sideways"), ("flip_interval", 0), ("iterations", -1)])
+def test_bad_carve_settings_are_refused_before_any_stage_runs(monkeypatch, photo, field, value):
+    from human3d.errors import UsageError
+
+    monkeypatch.setattr(pipeline, "STAGES", _stages("cut_stage"))
+    cfg = preset_config("fast")
+    setattr(cfg.carve, field, value)
+    with pytest.raises(UsageError, match="carve settings are invalid"):
+        Reconstructor(cfg).run(photo, until="segment")
+    assert CALLS == []
+
+
 def test_a_result_type_change_changes_the_cache_key(photo):
     """A work dir written before a stage's dataclass gained fields is recomputed, not loaded with defaults."""
     import dataclasses

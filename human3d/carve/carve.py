@@ -330,6 +330,16 @@ def start_mesh(views: MultiView, body: BodyFit, targets: ViewTargets, cfg: Carve
     return v_np, f_np
 
 
+def check_carve_config(cfg: CarveConfig) -> None:
+    """Refuse carve settings no run could use, before any work (the CLI calls it with the other checks)."""
+    if cfg.iterations < 0 or cfg.resolution < 16 or cfg.edge_length_pixels <= 0 or cfg.edge_length_max <= 0 \
+            or not 0 <= cfg.coarse_fraction < 1 or cfg.coarse_levels < 0 or cfg.flip_interval < 1 \
+            or cfg.start not in ("auto", "body", "views"):
+        raise UsageError("carve settings are invalid: need iterations >= 0, resolution >= 16, edge_length_pixels "
+                         "> 0, edge_length_max > 0, 0 <= coarse_fraction < 1, coarse_levels >= 0, "
+                         "flip_interval >= 1 and start auto, body or views")
+
+
 def carve_mesh(views: MultiView, body: BodyFit, cfg: CarveConfig, ctx: StageContext) -> Mesh:
     """Pipeline stage: body refinement, carving with continuous remeshing, optional Poisson clean-up."""
     return carve_with_report(views, body, cfg, ctx)[0]
@@ -338,12 +348,7 @@ def carve_mesh(views: MultiView, body: BodyFit, cfg: CarveConfig, ctx: StageCont
 def carve_with_report(views: MultiView, body: BodyFit, cfg: CarveConfig,
                       ctx: StageContext) -> tuple[Mesh, CarveReport]:
     """:func:`carve_mesh` that also returns its :class:`CarveReport` (timings per step, losses, sizes)."""
-    if cfg.iterations < 0 or cfg.resolution < 16 or cfg.edge_length_pixels <= 0 or cfg.edge_length_max <= 0 \
-            or not 0 <= cfg.coarse_fraction < 1 or cfg.coarse_levels < 0 or cfg.flip_interval < 1 \
-            or cfg.start not in ("auto", "body", "views"):
-        raise UsageError("carve settings are invalid: need iterations >= 0, resolution >= 16, edge_length_pixels "
-                         "> 0, edge_length_max > 0, 0 <= coarse_fraction < 1, coarse_levels >= 0, "
-                         "flip_interval >= 1 and start auto, body or views")
+    check_carve_config(cfg)
     if len(body.faces) == 0:
         raise BadInputError("the body fit has no mesh to carve from; rerun the body stage")
     device = torch.device(ctx.device)

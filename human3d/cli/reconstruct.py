@@ -208,11 +208,13 @@ def _check_flag_pairs(fmt: str | None, mask: Path | None, segmenter: str | None)
 def _check_settings(cfg) -> bool:
     """Every setting of the resolved tree checked before work; returns whether a clip or a rest pose is asked
     (both need the rig and a GLB)."""
+    from human3d.carve.carve import check_carve_config
     from human3d.config import validate_config
     from human3d.rig import check_rig_config
     from human3d.texture.decimate import check_face_options
 
     validate_config(cfg)
+    check_carve_config(cfg.carve)
     check_face_options(cfg.texture.faces, cfg.texture.normal_map)
     check_rig_config(cfg.rig)
     clip_or_pose = cfg.rig.animation != "none" or cfg.rig.rest_pose != "photo"
