@@ -123,26 +123,48 @@ def sheets_to_mesh(zf: np.ndarray, zb: np.ndarray, step: int) -> tuple[np.ndarra
     h, w = inside.shape
     gx = 2.0 * (xs + 0.5) / r - 1.0
     gy = 1.0 - 2.0 * (ys + 0.5) / r
-    zf_g, zb_g = zf[np.ix_(ys, xs)], zb[np.ix_(ys, xs)]
+    inside, zf_g, zb_g = fill_pinches(inside, zf[np.ix_(ys, xs)], zb[np.ix_(ys, xs)])
     front_id = -np.ones((h, w), np.int64)
-    n = int(inside.sum())
-    front_id[inside] = np.arange(n)
-    back_id = np.where(inside, front_id + n, -1)  # every grid point has a front and a back vertex
+    front_id[inside] = np.arange(int(inside.sum()))
     yy, xx = np.nonzero(inside)
     verts_front = np.stack([gx[xx], gy[yy], zf_g[yy, xx]], 1)
     verts_back = np.stack([gx[xx], gy[yy], zb_g[yy, xx]], 1)
-    vertices = np.concatenate([verts_front, verts_back]).astype(np.float32)
     # two triangles per grid cell whose four corners are inside; rows go down (y decreases) in the grid
     a, b = front_id[:-1, :-1], front_id[:-1, 1:]
     c, d = front_id[1:, :-1], front_id[1:, 1:]
     ok = (a >= 0) & (b >= 0) & (c >= 0) & (d >= 0)
     # seen from +z with y up: (a, c, b) and (b, c, d) are counter-clockwise
     front_faces = np.concatenate([np.stack([a[ok], c[ok], b[ok]], 1), np.stack([b[ok], c[ok], d[ok]], 1)])
-    a, b = back_id[:-1, :-1], back_id[:-1, 1:]
-    c, d = back_id[1:, :-1], back_id[1:, 1:]
-    back_faces = np.concatenate([np.stack([a[ok], b[ok], c[ok]], 1), np.stack([b[ok], d[ok], c[ok]], 1)])
+    n = len(verts_front)
+    vertices = np.concatenate([verts_front, verts_back]).astype(np.float32)
+    back_faces = front_faces[:, [0, 2, 1]] + n  # the back sheet: the same cells, wound the other way
     faces = np.concatenate([front_faces, back_faces, rim_faces(front_faces, n)]).astype(np.int64)
     return vertices, faces
+
+
+def fill_pinches(inside: np.ndarray, zf: np.ndarray, zb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grid points (H, W) ``inside``, with front/back depths ``zf``, ``zb`` (H, W), where no two full cells touch only at
+    a corner: such a pinch of the outline would carry the rim twice (a non-manifold edge) or, split, leave two
+    pieces. The missing corner of one of the two other cells at the pinch is added (depths of its nearest inside
+    point), joining the pieces by one cell, until there is none."""
+    inside, zf, zb = inside.copy(), zf.copy(), zb.copy()
+    for _ in range(64):
+        full = inside[:-1, :-1] & inside[:-1, 1:] & inside[1:, :-1] & inside[1:, 1:]
+        # cells (i, j) and (i+1, j+1) full, (i, j+1) and (i+1, j) not: (i, j+2) completes (i, j+1)
+        d1 = full[:-1, :-1] & full[1:, 1:] & ~full[:-1, 1:] & ~full[1:, :-1]
+        # cells (i, j+1) and (i+1, j) full, (i, j) and (i+1, j+1) not: (i, j) completes (i, j)
+        d2 = full[:-1, 1:] & full[1:, :-1] & ~full[:-1, :-1] & ~full[1:, 1:]
+        if not (d1.any() or d2.any()):
+            break
+        add = np.zeros_like(inside)
+        i, j = np.nonzero(d1)
+        add[i, j + 2] = True
+        i, j = np.nonzero(d2)
+        add[i, j] = True
+        _, (iy, ix) = ndimage.distance_transform_edt(~inside, return_indices=True)
+        zf[add], zb[add] = zf[iy[add], ix[add]], zb[iy[add], ix[add]]
+        inside |= add
+    return inside, zf, zb
 
 
 def rim_faces(front_faces: np.ndarray, offset: int) -> np.ndarray:
