@@ -1,5 +1,5 @@
 """Does the embedded multi-view prior earn its carving? Clothed people made here, rendered as photos, reconstructed,
-and the final mesh scored against the ground truth next to the bare fitted body it started from.
+and the final mesh scored against the ground truth next to the fitted body it started from.
 
     PYTHONPATH=. .venv/bin/python benchmarks/embedded_quality.py [--preset default|fast] [--subjects skirt,cesium]
         [--work DIR] [--sheets DIR] [--photo-height 1024] [--backend prior]
@@ -17,7 +17,7 @@ improvement); "bare" is the body model's own surface without them (human3d.eval.
 
 ``--work DIR`` keeps the ground truths, photos and every stage's output (DIR/<subject>/stages): a rerun reuses all
 of it that is still valid (the pipeline's own cache keys). ``--sheets DIR`` writes DIR/<subject>.png: the photo and
-the final mesh at 0, 90 and 180 degrees, and below them the bare body at 90 degrees and the ground truth at 0, 90 and
+the final mesh at 0, 90 and 180 degrees, and below them the fitted body at 90 degrees and the ground truth at 0, 90 and
 180 degrees. Seconds are wall time per subject and stage, of the run that computed each stage (a rerun that reuses a
 stage reports the seconds it took then).
 """
@@ -126,7 +126,7 @@ def _to_export(vertices: np.ndarray, body, final) -> np.ndarray:
 
 
 def write_sheet(path: Path, truth: TexturedMesh, result, tile: int = 384) -> None:
-    """Photo | final 0, 90, 180 degrees; below: bare body at 90 degrees | ground truth at 0, 90, 180 degrees."""
+    """Photo | final 0, 90, 180 degrees; below: fitted body at 90 degrees | ground truth at 0, 90, 180 degrees."""
     import dataclasses
 
     from PIL import Image, ImageDraw
@@ -153,7 +153,7 @@ def write_sheet(path: Path, truth: TexturedMesh, result, tile: int = 384) -> Non
         row[:, i * step:i * step + tile] = p
     image = Image.fromarray(np.concatenate([top, np.full((4, top.shape[1], 3), 64, np.uint8), row], 0))
     draw = ImageDraw.Draw(image)
-    for i, text in enumerate(("bare body 90°", "truth 0°", "truth 90°", "truth 180°")):
+    for i, text in enumerate(("fitted body 90°", "truth 0°", "truth 90°", "truth 180°")):
         draw.text((i * step + 6, top.shape[0] + 8), text, fill=(40, 40, 40))
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)

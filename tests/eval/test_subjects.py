@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -95,8 +97,13 @@ def test_table_rows_on_a_tiny_case() -> None:
     rows = [row, worse]
     text = table(rows)
     mean_gain = 100 * (row.chamfer_gain + worse.chamfer_gain) / 2
-    assert text.splitlines()[-1].startswith(f"mean Chamfer improvement over the bare body: {mean_gain:+.1f}%")
+    assert text.splitlines()[-1].startswith(
+        f"mean Chamfer improvement over the fitted body (with its clothing offsets): {mean_gain:+.1f}%")
     assert "worse than the body on 1 of 2 subjects; higher normal consistency on 1 of 2" in text
+    assert "over the bare body" not in text  # no bare scores given
+    with_bare = [dataclasses.replace(worse, bare=Scores(5.0, 0.7, 10.0)),
+                 dataclasses.replace(worse, bare=Scores(2.5, 0.7, 10.0))]
+    assert table(with_bare).endswith("; over the bare body model without them: +25.0%")  # (1 - 2.5/5 + 0) / 2
     assert "| worse | 2.000 | 2.500 | -25.0% | 0.8000 | 0.7800 | -0.0200 | 30.00 | 25.00 | 5 |" in text
     assert "| good |" in text and "| mean |" in text
 
