@@ -82,8 +82,10 @@ class RegionSettings:
 
     margin_px: float = 3.0
     """Sources keep this far from another part's pixels (the fit's parts are not exactly where the photo's are)."""
-    edge_px: float = 1.5
-    """... and from the silhouette's outline (its pixels are blended with the background)."""
+    edge_px: float = 3.5
+    """... and from the silhouette's outline (its pixels are blended with the background, and a segmentation mask
+    often runs 2-3 px of this resolution past the person: sources nearer than that painted the sides with the
+    photo's background in stripes)."""
     stretch: float = 3.0
     """A step along a part's axis counts this many steps across it when matching an unseen pixel to sources."""
     neighbours: int = 6

@@ -264,3 +264,25 @@ def test_the_photo_wins_where_it_sees_in_colour_fusion(outfit):
     assert np.abs(c_all[facing] - c_front[facing]).mean() < 0.02  # what the photo sees keeps the photo's colour
     back_torso = (n[:, 2] < -0.6) & (exact.parts == TORSO)
     assert (w_all[back_torso] > 0).mean() > 0.9 and _red(c_all[back_torso]).mean() > 0.9
+
+
+def test_a_mask_that_runs_past_the_person_does_not_paint_the_sides_with_the_background(outfit):
+    """Segmentation masks often run 2-3 px past the person: the sides must not take that fringe's background."""
+    from scipy import ndimage
+
+    from human3d.config import MultiViewConfig
+    from human3d.context import StageContext, torch_threads
+    from human3d.multiview.prior import generate_prior_views
+    from human3d.types import Framed
+
+    model, photo, framed, exact, off = outfit
+    grey = np.array([232, 230, 226], np.uint8)
+    rgb = np.where(photo.mask[..., None], framed.rgb, grey)
+    wide = ndimage.binary_dilation(photo.mask, iterations=3)
+    loose = Framed(rgb=rgb, mask=wide, face_rgb=rgb, face_mask=wide)
+    with torch_threads(1):
+        mv = generate_prior_views(loose, exact, MultiViewConfig(resolution=R), StageContext())
+    for i in (2, 3, 4):  # right, back, left
+        c = mv.colors[i][mv.masks[i]]
+        background = np.abs(c - grey / 255.0).max(-1) < 0.06
+        assert background.mean() < 0.005, (i, background.mean())
