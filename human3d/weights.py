@@ -307,11 +307,21 @@ def exception_chain(err: BaseException) -> list[BaseException]:
     return chain
 
 
-def out_of_memory_cause(err: BaseException) -> BaseException | None:
-    """torch's OutOfMemoryError or Python's MemoryError in ``err``'s chain, or None."""
+#: How torch (2.x) words a failed host allocation: a plain RuntimeError, so its text is all there is to tell it by.
+CPU_ALLOCATOR_FAILURE = "DefaultCPUAllocator: can't allocate memory"
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """torch's OutOfMemoryError (the GPU's), Python's MemoryError, or torch's failed host allocation (RAM)."""
     import torch
 
-    return next((c for c in exception_chain(err) if isinstance(c, (torch.OutOfMemoryError, MemoryError))), None)
+    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(err, RuntimeError) and CPU_ALLOCATOR_FAILURE in str(err))
+
+
+def out_of_memory_cause(err: BaseException) -> BaseException | None:
+    """The first out-of-memory error (:func:`is_out_of_memory`) in ``err``'s chain, or None."""
+    return next((c for c in exception_chain(err) if is_out_of_memory(c)), None)
 
 
 #: What lowers the memory a reconstruction needs (the default advice of :func:`out_of_memory`).
@@ -333,11 +343,11 @@ def out_of_memory(what: str, err: BaseException, hint: str = RECONSTRUCT_MEMORY_
 @contextlib.contextmanager
 def memory_guard(what: str, hint: str = RECONSTRUCT_MEMORY_HINT) -> Iterator[None]:
     """Running out of GPU memory or RAM inside the block becomes :class:`~human3d.errors.OutOfMemoryError`."""
-    import torch
-
     try:
         yield
-    except (torch.OutOfMemoryError, MemoryError) as err:
+    except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+        if not is_out_of_memory(err):
+            raise
         raise out_of_memory(what, err, hint) from err
 
 

@@ -164,3 +164,24 @@ def test_out_of_memory_in_a_stage_is_exit_6_not_an_internal_error(weights, tmp_p
     code, line = reconstruct(tmp_path, weights)
     assert code == EXIT_OUT_OF_MEMORY and "out of GPU memory while reconstructing" in line and "9.00 GiB" in line
     assert "internal error" not in line and "download" not in line
+
+
+def test_a_failed_host_allocation_in_a_stage_is_exit_6_out_of_ram(weights, tmp_path, monkeypatch):
+    """torch reports a failed CPU allocation as a plain RuntimeError: it is still out of memory (RAM), exit 6."""
+    def stage_asks_too_much(cutout, cfg, ctx):
+        torch.empty(10**15, dtype=torch.uint8)  # a petabyte: torch's own allocator refuses it
+
+    monkeypatch.setattr(sys.modules[__name__], "load_model_stage", stage_asks_too_much)
+    code, line = reconstruct(tmp_path, weights)
+    assert code == EXIT_OUT_OF_MEMORY and "out of memory (RAM) while reconstructing" in line
+    assert "internal error" not in line and "download" not in line
+
+
+def test_memory_guard_passes_other_runtime_errors_through():
+    from human3d.errors import OutOfMemoryError
+    from human3d.weights import memory_guard
+
+    with pytest.raises(RuntimeError, match="shape mismatch"), memory_guard("testing"):
+        raise RuntimeError("shape mismatch")
+    with pytest.raises(OutOfMemoryError, match="out of memory \\(RAM\\) while testing"), memory_guard("testing"):
+        torch.empty(10**15, dtype=torch.uint8)
