@@ -31,7 +31,7 @@ from scipy.spatial.transform import Rotation
 
 from human3d.body.hands import Hand
 from human3d.body.models import FINGERS, BodyModel
-from human3d.ops.rotation import min_rotation
+from human3d.ops.rotation import min_rotation, orthonormal_frame
 
 #: mediapipe Hands' landmarks along each finger, from its base: thumb CMC..tip, the others MCP..tip.
 LANDMARKS = {"thumb": (1, 2, 3, 4), "index": (5, 6, 7, 8), "middle": (9, 10, 11, 12), "ring": (13, 14, 15, 16),
@@ -72,17 +72,10 @@ def palm_frame(wrist: np.ndarray, index: np.ndarray, middle: np.ndarray, pinky: 
                ) -> np.ndarray | None:
     """(3, 3) orthonormal columns: across the palm (pinky to index), forward (wrist to middle knuckle), out of the
     palm; None when the points are degenerate. Both hands' normals point out of the palm (``side``: the subject's)."""
-    fwd = middle - wrist
-    across = index - pinky
-    if np.linalg.norm(fwd) < 1e-6:
+    frame = orthonormal_frame(middle - wrist, index - pinky, eps=1e-6)  # forward, across, forward x across
+    if frame is None:
         return None
-    fwd = fwd / np.linalg.norm(fwd)
-    across = across - (across @ fwd) * fwd
-    if np.linalg.norm(across) < 1e-6:
-        return None
-    across = across / np.linalg.norm(across)
-    normal = np.cross(fwd, across) * (1.0 if side == "left" else -1.0)
-    return np.stack([across, fwd, normal], 1)
+    return np.stack([frame[:, 1], frame[:, 0], frame[:, 2] * (1.0 if side == "left" else -1.0)], 1)
 
 
 def rest_hand(model: BodyModel, rest_joints: np.ndarray, bone_axes: np.ndarray, side: str) -> RestHand:

@@ -55,7 +55,7 @@ from human3d.config import BodyConfig
 from human3d.context import StageContext, log, torch_threads
 from human3d.errors import BadInputError
 from human3d.ops.mesh import vertex_normals
-from human3d.ops.rotation import min_rotation
+from human3d.ops.rotation import min_rotation, orthonormal_frame
 from human3d.types import BodyFit, Framed
 
 KP = {n: i for i, n in enumerate(KEYPOINT_NAMES)}
@@ -435,10 +435,7 @@ def _torso_frame(kp: np.ndarray) -> np.ndarray:
     """(3, 3) columns: the body's left (+X), up (+Y) and forward (+Z) directions from hips and shoulders."""
     x = (kp[KP["left_hip"]] - kp[KP["right_hip"]]) + (kp[KP["left_shoulder"]] - kp[KP["right_shoulder"]])
     up = (kp[KP["left_shoulder"]] + kp[KP["right_shoulder"]] - kp[KP["left_hip"]] - kp[KP["right_hip"]]) / 2
-    x = x / np.linalg.norm(x)
-    y = up - np.dot(up, x) * x
-    y = y / np.linalg.norm(y)
-    return np.stack([x, y, np.cross(x, y)], 1)
+    return orthonormal_frame(x, up, eps=0.0)  # never None: a degenerate torso gives NaN, as it always did
 
 
 def _initial_pose(posed: _Posed, rest_kp: np.ndarray, world: np.ndarray, conf: np.ndarray, limbs: bool = True

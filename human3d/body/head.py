@@ -19,6 +19,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from human3d.body.keypoints import MEDIAPIPE_NAMES, Landmarks
+from human3d.ops.rotation import orthonormal_frame
 
 #: Face-mesh landmarks of the face's frame: outer eye corners (subject's right, left), forehead top, chin.
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER, FOREHEAD, CHIN = 33, 263, 10, 152
@@ -33,16 +34,7 @@ MIN_HEAD_PX = 12.0
 
 def face_frame(points: np.ndarray) -> np.ndarray | None:
     """(3, 3) columns across, up, forward of (468, 3) face landmarks in canonical axes; None when degenerate."""
-    across = points[LEFT_EYE_OUTER] - points[RIGHT_EYE_OUTER]
-    up = points[FOREHEAD] - points[CHIN]
-    if np.linalg.norm(across) < 1e-9:
-        return None
-    across = across / np.linalg.norm(across)
-    up = up - (up @ across) * across
-    if np.linalg.norm(up) < 1e-9:
-        return None
-    up = up / np.linalg.norm(up)
-    return np.stack([across, up, np.cross(across, up)], 1)
+    return orthonormal_frame(points[LEFT_EYE_OUTER] - points[RIGHT_EYE_OUTER], points[FOREHEAD] - points[CHIN])
 
 
 def head_box(landmarks: Landmarks) -> tuple[float, float, float] | None:

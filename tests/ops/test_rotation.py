@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from human3d.ops.rotation import min_rotation
+from human3d.ops.rotation import min_rotation, orthonormal_frame
 
 
 def _rodrigues(axis: np.ndarray, angle: float) -> list[list[float]]:
@@ -36,3 +36,16 @@ def test_min_rotation_of_parallel_and_opposite_directions():
         r = min_rotation(a, -a)
         np.testing.assert_allclose(r.apply(a), -a, atol=1e-9)
         assert abs(r.magnitude() - math.pi) < 1e-9 and abs(float(r.as_rotvec() @ a)) < 1e-9  # a half turn about a normal
+
+
+def test_orthonormal_frame_keeps_the_first_direction_and_the_plane_of_both():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        a, b = rng.normal(size=3), rng.normal(size=3)
+        f = orthonormal_frame(a, b)
+        np.testing.assert_allclose(f.T @ f, np.eye(3), atol=1e-12)
+        assert np.linalg.det(f) > 0.999
+        np.testing.assert_allclose(f[:, 0], a / np.linalg.norm(a), atol=1e-12)
+        assert f[:, 1] @ b > 0 and abs(f[:, 2] @ b) < 1e-9  # b lies in the first two columns' plane, on the + side
+    assert orthonormal_frame(np.zeros(3), np.ones(3)) is None
+    assert orthonormal_frame(np.ones(3), 2 * np.ones(3)) is None
