@@ -19,22 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from human3d.ops.mesh import vertex_normals
-
-
-def _neighbour_lists(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Directed edges (src, dst) of the mesh, both ways, each once per face side."""
-    src = np.concatenate([faces.reshape(-1), np.roll(faces, -1, 1).reshape(-1)])
-    dst = np.concatenate([np.roll(faces, -1, 1).reshape(-1), faces.reshape(-1)])
-    return src, dst
-
-
-def _grow(region: np.ndarray, src: np.ndarray, dst: np.ndarray, rings: int) -> np.ndarray:
-    for _ in range(rings):
-        grown = region.copy()
-        grown[dst[region[src]]] = True
-        region = grown
-    return region
+from human3d.ops.mesh import adjacency_matrix, directed_edges, grow_region, neighbour_mean, vertex_normals
 
 
 def _rings(adjacency, ids: np.ndarray, rings: int):
@@ -109,11 +94,7 @@ def spread(displacement: np.ndarray, fixed: np.ndarray, region: np.ndarray, src:
            iterations: int) -> np.ndarray:
     """(V, 3) displacement kept on the (V,) bool ``fixed`` vertices and relaxed towards the mean of the neighbours
     on the rest of ``region`` (zero outside it): a harmonic fall-off from the pressed patch."""
-    from scipy.sparse import csr_matrix
-
-    n = len(displacement)
-    deg = np.maximum(np.bincount(src, minlength=n), 1).astype(np.float64)
-    mean_op = csr_matrix((1.0 / deg[src], (src, dst)), shape=(n, n))
+    mean_op = neighbour_mean(src, dst, len(displacement))
     free = region & ~fixed
     d = displacement.copy()
     for _ in range(iterations):
@@ -131,16 +112,14 @@ def press_apart(vertices: np.ndarray, faces: np.ndarray, intersecting: np.ndarra
     exit is more than ``deepest`` edge lengths away is not pressed (it follows its neighbours). Each round
     re-detects the intersections near what moved. Returns the (V, 3) vertices, how many distinct vertices were
     pressed, and the (F,) bool of the faces still intersecting."""
-    from scipy.sparse import csr_matrix
-
     from human3d.carve.meshing import retest_self_intersections
 
     f = np.asarray(faces, np.int64)
     v = np.asarray(vertices, np.float64).copy()
-    src, dst = _neighbour_lists(f)
+    src, dst = directed_edges(f)
     edge = float(np.linalg.norm(v[src] - v[dst], axis=1).mean())
     pressed = np.zeros(len(v), bool)
-    adjacency = csr_matrix((np.ones(len(src), bool), (src, dst)), shape=(len(v), len(v)))
+    adjacency = adjacency_matrix(f, len(v))
     inter = intersecting
     for _ in range(rounds):
         if not inter.any():
@@ -161,7 +140,7 @@ def press_apart(vertices: np.ndarray, faces: np.ndarray, intersecting: np.ndarra
         inside[ids] = True
         d = np.zeros_like(v)
         d[ids] = -normals[ids] * np.minimum(0.5 * depth + gap * edge, reach * edge)[:, None]
-        region = _grow(inside, src, dst, rings)
+        region = grow_region(inside, src, dst, rings)
         v += spread(d, inside, region, src, dst, iterations=4 * rings)
         pressed |= inside
         inter = retest_self_intersections(v, f, inter, region)

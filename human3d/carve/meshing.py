@@ -278,20 +278,14 @@ def smooth_intersecting(vertices: np.ndarray, faces: np.ndarray, inter: np.ndarr
     """:func:`smooth_self_intersections` from the (F,) bool of intersecting faces (open3d is there); returns the
     vertices and the (F,) bool of the faces still intersecting (:func:`retest_self_intersections` around every
     vertex smoothed)."""
-    from scipy.sparse import csr_matrix
+    from human3d.ops.mesh import directed_edges, grow_region, neighbour_mean
 
     v = np.asarray(vertices, np.float64).copy()
-    src = np.concatenate([faces.reshape(-1), np.roll(faces, -1, 1).reshape(-1)])
-    dst = np.concatenate([np.roll(faces, -1, 1).reshape(-1), faces.reshape(-1)])
-    deg = np.maximum(np.bincount(src, minlength=len(v)), 1).astype(np.float64)
-    mean_op = csr_matrix((1.0 / deg[src], (src, dst)), shape=(len(v), len(v)))  # row i: mean of i's neighbours
+    src, dst = directed_edges(faces)
+    mean_op = neighbour_mean(src, dst, len(v))
 
     def grow(region: np.ndarray, rings: int) -> np.ndarray:
-        for _ in range(rings):
-            grown = region.copy()
-            grown[dst[region[src]]] = True
-            region = grown
-        return region
+        return grow_region(region, src, dst, rings)
 
     start, moved = inter, np.zeros(len(v), bool)
     for ring in range(1, rounds + 1):

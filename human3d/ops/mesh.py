@@ -203,3 +203,27 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 
     w = np.stack([1.0 - s, s * (1.0 - r2), s * r2], 1)  # (n, 3) barycentrics
     tri = np.asarray(vertices, np.float64)[np.asarray(faces)[face]]  # (n, 3, 3)
     return np.einsum("nk,nkj->nj", w, tri), normals[face]
+
+
+def directed_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """numpy: (src, dst) (6F,) of every face side both ways (an interior edge appears twice each way)."""
+    nxt = np.roll(faces, -1, 1).reshape(-1)
+    return np.concatenate([faces.reshape(-1), nxt]), np.concatenate([nxt, faces.reshape(-1)])
+
+
+def grow_region(region: np.ndarray, src: np.ndarray, dst: np.ndarray, rings: int) -> np.ndarray:
+    """numpy: the (V,) bool ``region`` grown by ``rings`` rings of neighbours along :func:`directed_edges`."""
+    for _ in range(rings):
+        grown = region.copy()
+        grown[dst[region[src]]] = True
+        region = grown
+    return region
+
+
+def neighbour_mean(src: np.ndarray, dst: np.ndarray, num_vertices: int):
+    """numpy/scipy: (V, V) CSR whose row i averages i's neighbours along :func:`directed_edges` (each weighted by
+    the face sides it shares with i)."""
+    from scipy.sparse import csr_matrix
+
+    deg = np.maximum(np.bincount(src, minlength=num_vertices), 1).astype(np.float64)
+    return csr_matrix((1.0 / deg[src], (src, dst)), shape=(num_vertices, num_vertices))

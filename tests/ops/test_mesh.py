@@ -180,3 +180,21 @@ def test_weld_merges_exactly_the_copies_of_a_position(dtype):
     assert len(welded) == len({tuple(row) for row in v.tolist()}) == len(v) - 12 - 3 - 1
     assert welded.dtype == dtype and np.array_equal(welded[index], v)
     assert np.array_equal(welded[welded_faces], v[f]) and welded_faces.shape == f.shape
+
+
+def test_directed_edges_region_growth_and_neighbour_mean_against_loops():
+    v, f = _tiny(4)
+    n = len(v)
+    src, dst = ops.directed_edges(f)
+    nb = _naive_neighbours(f, n)
+    assert {(int(a), int(b)) for a, b in zip(src, dst)} == {(a, b) for a in range(n) for b in nb[a]}
+    region = np.zeros(n, bool)
+    region[0] = True
+    want = {0}
+    for rings in range(1, 4):
+        want |= {b for a in want for b in nb[a]}
+        assert set(np.nonzero(ops.grow_region(region, src, dst, rings))[0]) == want
+    mean = ops.neighbour_mean(src, dst, n) @ v
+    for i in range(n):  # on a closed manifold every edge is two face sides: a plain mean of the neighbours
+        expect = v[sorted(nb[i])].mean(0) if nb[i] else np.zeros(3)
+        np.testing.assert_allclose(mean[i], expect, atol=1e-12)
