@@ -59,8 +59,7 @@ def penetrating_vertices(scene, vertices: np.ndarray, normals: np.ndarray, seed:
         occ = scene.compute_occupancy(o3d.core.Tensor(q), nsamples=3).numpy() > 0.5
         tested[ids] = True
         inside[ids[occ]] = True
-        todo = np.zeros(len(vertices), bool)
-        todo[dst[inside[src]]] = True
+        todo = grow_region(inside, src, dst, 1)  # the inside ones are tested already: their neighbours are next
     return inside
 
 
