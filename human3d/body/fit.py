@@ -132,6 +132,12 @@ class FitSettings:
     detector's landmarks place the body and the exact mask refines it."""
     w_silhouette: float = 5.0
     w_world: float = 0.5
+    shin_depth: float = 0.3
+    """Share of mediapipe's knee-to-ankle depth the fit believes (:func:`damped_shin_depth`). Its world landmarks
+    put the ankles of a person standing straight 15-20 degrees behind the knees: on the embedded benchmark's
+    renders (benchmarks/embedded_quality.py) the fitted shins leaned back 15-22 degrees against a truth of 3-12, and a
+    front view shows nothing that corrects it. The rest of the shins' depth comes from their foreshortening in the
+    photo, the knee's hinge and the pose prior; 1 believes the landmarks in full (exact ones, as in tests)."""
     world_feet: bool = True
     """Whether the feet's 3D directions (heel to toe) take part in the 3D term. Never in a back view: there
     mediapipe's feet mostly point at the camera, and following them twists the whole leg."""
@@ -579,6 +585,18 @@ def mirrored_limbs(world: np.ndarray) -> np.ndarray:
     return out
 
 
+def damped_shin_depth(world: np.ndarray, keep: float) -> np.ndarray:
+    """(K, 3) world landmarks whose ankles (with their heels and toes) keep only ``keep`` of their depth relative
+    to the knees (0: the shins lie in a plane facing the camera, 1: as mediapipe says)."""
+    out = np.array(world, dtype=np.float64, copy=True)
+    for side in ("left", "right"):
+        knee, ankle = KP[f"{side}_knee"], KP[f"{side}_ankle"]
+        dz = (keep - 1.0) * (out[ankle, 2] - out[knee, 2])
+        for part in ("ankle", "heel", "foot_index"):
+            out[KP[f"{side}_{part}"], 2] += dz
+    return out.astype(np.asarray(world).dtype)
+
+
 def _hypotheses(obs: Observations, conf: np.ndarray, have_kp: bool) -> list[tuple[str, np.ndarray | None, bool]]:
     """Starting points: (name, world landmarks the start is made from, whether the limbs start from them). All are
     then fitted to the same targets (mediapipe's landmarks): a start only decides which optimum is reached."""
@@ -623,6 +641,8 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
     """
     if not obs.mask.any():
         raise BadInputError("the person mask is empty, so there is no body to fit; check the segmentation")
+    if obs.world is not None and settings.shin_depth != 1.0:
+        obs = dataclasses.replace(obs, world=damped_shin_depth(obs.world, settings.shin_depth))
     device = torch.device(ctx.device)
     with torch.no_grad():
         rest = model.forward({}, model.shape_mean[None].float().to(device))

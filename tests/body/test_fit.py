@@ -38,7 +38,8 @@ def test_fit_recovers_known_pose(anny_model, pose, seed):
     shape = np.clip(0.5 + rng.normal(0.0, 0.1, 6), 0.0, 1.0)
     body = make_body(anny_model, random_pose(pose, seed), shape=shape, yaw_deg=rng.uniform(-20, 20), resolution=R)
     obs = body.observations(world_noise_m=0.02, seed=seed)
-    res = fit_observations(anny_model, obs, FitSettings(iterations=100), StageContext(seed=seed))
+    # these world landmarks are the truth plus noise, not mediapipe's: their shins' depth is believed in full
+    res = fit_observations(anny_model, obs, FitSettings(iterations=100, shin_depth=1.0), StageContext(seed=seed))
     err_px = np.linalg.norm(canonical_to_pixels(res.keypoints[:, :2], R) - canonical_to_pixels(obs.keypoints, R),
                             axis=1).mean()
     assert err_px < 0.02 * R
@@ -47,6 +48,42 @@ def test_fit_recovers_known_pose(anny_model, pose, seed):
     metres_per_unit = 1.0 / res.scale
     assert procrustes_error(res.keypoints, body.keypoints) * metres_per_unit < 0.040
     assert res.vertices.shape == body.vertices.shape and np.isfinite(res.vertices).all()
+
+
+def _shin_lean_deg(keypoints: np.ndarray, side: str) -> float:
+    """How far the ankle is behind the knee, in degrees from the vertical (positive: behind)."""
+    from human3d.body.fit import KP
+
+    d = keypoints[KP[f"{side}_ankle"]] - keypoints[KP[f"{side}_knee"]]
+    return float(np.degrees(np.arctan2(-d[2], -d[1])))
+
+
+def test_mediapipes_backward_shins_are_not_believed_in_full(anny_model):
+    """mediapipe puts the ankles of a person standing straight ~18 degrees behind the knees; the fit believes
+    only ``shin_depth`` of that, so the fitted shins stay near the truth's."""
+    from human3d.body.fit import KP, damped_shin_depth
+
+    body = make_body(anny_model, random_pose("standing", 0, jitter=0.0), resolution=R)
+    obs = body.observations()
+    world = obs.world.copy()
+    for side in ("left", "right"):
+        shin = np.linalg.norm(world[KP[f"{side}_ankle"]] - world[KP[f"{side}_knee"]])
+        for part in ("ankle", "heel", "foot_index"):
+            world[KP[f"{side}_{part}"], 2] -= np.tan(np.radians(18.0)) * shin
+    obs.world = world
+    truth = np.mean([_shin_lean_deg(body.keypoints, s) for s in ("left", "right")])
+    lean = {}
+    for keep in (1.0, FitSettings.shin_depth):
+        res = fit_observations(anny_model, obs, FitSettings(iterations=60, offset_share=0.0, shin_depth=keep),
+                               StageContext())
+        lean[keep] = np.mean([_shin_lean_deg(res.keypoints, s) for s in ("left", "right")])
+    assert lean[1.0] - truth > 5.0  # believed in full, the bias shows
+    assert abs(lean[FitSettings.shin_depth] - truth) < 0.6 * (lean[1.0] - truth)
+    damped = damped_shin_depth(world, 0.0)  # at 0 the ankles are level in depth with the knees, feet unchanged
+    for side in ("left", "right"):
+        assert damped[KP[f"{side}_ankle"], 2] == pytest.approx(damped[KP[f"{side}_knee"], 2])
+        foot = world[KP[f"{side}_foot_index"]] - world[KP[f"{side}_heel"]]
+        np.testing.assert_allclose(damped[KP[f"{side}_foot_index"]] - damped[KP[f"{side}_heel"]], foot, atol=1e-9)
 
 
 def _framed_body(anny_model, pose="standing", seed=0, resolution=384, cut_at=None):
