@@ -44,6 +44,9 @@ class SegmentConfig:
     person: int | None = None
     """Which of several people to reconstruct, 1-based, numbered left to right (mediapipe backend); None: the one
     the photo most likely is of (complete, central, large)."""
+    snap_edges: bool = True
+    """Snap mediapipe's mask to the photo's edges where it is unsure (:mod:`human3d.segment.edges`): a band along
+    its outline and wherever its probability hesitated are decided by the photo's colours."""
     max_hole_fraction: float = 0.01
     """Holes in the person mask smaller than this fraction of its area are filled; larger ones (e.g. between an
     arm on the hip and the body) are real background and kept."""
