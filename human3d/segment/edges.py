@@ -7,8 +7,13 @@ inside the outline, it is kept; in a band along the outline and wherever it hesi
 GrabCut (Rother et al., "GrabCut: interactive foreground extraction using iterated graph cuts", SIGGRAPH 2004;
 OpenCV's implementation) with colour models of the confident person and background, and a graph cut that follows
 the image's edges. Pixels it may change are limited to that zone, so the result never strays further from the
-segmenter's mask than the band; a refinement that would change a large share of the person (colours that do not
-separate person and background) is not used.
+segmenter's mask than the band.
+
+Colours decide well only where the background is plain: in front of a busy street, a dark jacket beside a dark
+doorway or a neighbour, GrabCut's colour models overlap and it takes the doorway in and a hand out (measured on the
+shared group photo). So the refinement runs only when the background around the person is plain (its colours'
+spread, a ring of the band's width just outside the zone, at most PLAIN_SPREAD levels), and a refinement that would
+change a large share of the person is not used either.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ SURE_BACKGROUND = 0.05
 BAND_FRACTION = 0.01
 #: Long side (pixels) of the grid the refinement runs on; larger photos are refined at this size.
 WORK_LONG_SIDE = 1280
+#: Largest spread (mean absolute deviation from the median, 0..255 levels, over the colour channels) of the background
+#: ring around the person for which the colours are trusted to decide: a studio backdrop or a plain wall is a few
+#: levels, a street or a room tens.
+PLAIN_SPREAD = 12.0
 #: A refinement that adds or removes more than this fraction of the person's area is not used.
 MAX_CHANGE = 0.15
 ITERATIONS = 3
@@ -57,6 +66,8 @@ def snap_to_edges(rgb: np.ndarray, probability: np.ndarray, threshold: float = 0
     maybe = (small_p > SURE_BACKGROUND) | ndi.binary_dilation(m, cross, iterations=band)
     if not sure_person.any() or maybe.all():
         return mask, 0, 0
+    if background_spread(small_rgb, maybe, band) > PLAIN_SPREAD:
+        return mask, 0, 0
     labels = np.full(m.shape, cv2.GC_BGD, np.uint8)
     labels[maybe] = cv2.GC_PR_BGD
     labels[m] = cv2.GC_PR_FGD
@@ -74,3 +85,14 @@ def snap_to_edges(rgb: np.ndarray, probability: np.ndarray, threshold: float = 0
     if added + removed > MAX_CHANGE * mask.sum():
         return mask, 0, 0
     return refined, added, removed
+
+
+def background_spread(rgb: np.ndarray, zone: np.ndarray, band: int) -> float:
+    """Mean absolute deviation from the median colour (levels, averaged over the channels) of the background ring
+    ``band`` pixels wide just outside ``zone`` (H, W bool) in ``rgb`` (H, W, 3); infinite when there is no ring (the
+    person fills the photo)."""
+    ring = ndi.binary_dilation(zone, ndi.generate_binary_structure(2, 1), iterations=band) & ~zone
+    if not ring.any():
+        return float("inf")
+    colours = rgb[ring].astype(np.float64)
+    return float(np.abs(colours - np.median(colours, axis=0)).mean())

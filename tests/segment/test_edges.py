@@ -58,3 +58,13 @@ def test_nothing_to_refine():
         m, added, removed = snap_to_edges(rgb, p)
         np.testing.assert_array_equal(m, p > 0.5)
         assert (added, removed) == (0, 0)
+
+
+def test_a_busy_background_leaves_the_mask_as_the_segmenter_gave_it():
+    rgb, truth, prob = _skirt_photo()
+    rng = np.random.default_rng(0)
+    busy = rng.integers(0, 256, rgb.shape, dtype=np.uint8)  # a street, a room: colours that overlap the person's
+    rgb = np.where(truth[..., None], rgb, busy)
+    snapped, added, removed = snap_to_edges(rgb, prob)
+    assert (added, removed) == (0, 0)
+    np.testing.assert_array_equal(snapped, prob > 0.5)
