@@ -46,7 +46,8 @@ class SegmentConfig:
     the photo most likely is of (complete, central, large)."""
     snap_edges: bool = True
     """Snap mediapipe's mask to the photo's edges where it is unsure (:mod:`human3d.segment.edges`): a band along
-    its outline and wherever its probability hesitated are decided by the photo's colours."""
+    its outline and wherever its probability hesitated are decided by the photo's colours, when the background
+    around the person is plain (elsewhere the mask stays as mediapipe gave it)."""
     max_hole_fraction: float = 0.01
     """Holes in the person mask smaller than this fraction of its area are filled; larger ones (e.g. between an
     arm on the hip and the body) are real background and kept."""

@@ -73,8 +73,11 @@ def snap_to_edges(rgb: np.ndarray, probability: np.ndarray, threshold: float = 0
     labels[m] = cv2.GC_PR_FGD
     labels[sure_person] = cv2.GC_FGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.grabCut(np.ascontiguousarray(small_rgb[..., ::-1]), labels, None, bgd, fgd, ITERATIONS,
-                cv2.GC_INIT_WITH_MASK)
+    try:
+        cv2.grabCut(np.ascontiguousarray(small_rgb[..., ::-1]), labels, None, bgd, fgd, ITERATIONS,
+                    cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # too few pixels of one kind for its colour model (a tiny photo): nothing to learn from
+        return mask, 0, 0
     refined = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
     if scale < 1.0:  # the unsure zone takes the refined pixels; the rest keeps the full-resolution mask
         def up(a: np.ndarray) -> np.ndarray:

@@ -68,3 +68,13 @@ def test_a_busy_background_leaves_the_mask_as_the_segmenter_gave_it():
     snapped, added, removed = snap_to_edges(rgb, prob)
     assert (added, removed) == (0, 0)
     np.testing.assert_array_equal(snapped, prob > 0.5)
+
+
+def test_a_tiny_photo_keeps_its_mask():
+    rgb = np.full((12, 10, 3), 230, np.uint8)
+    rgb[3:9, 3:7] = (170, 40, 60)
+    prob = np.zeros((12, 10), np.float32)
+    prob[3:9, 3:7] = 1.0
+    prob[2, 3:7] = 0.6
+    snapped, added, removed = snap_to_edges(rgb, prob)
+    assert snapped.shape == prob.shape and snapped[4:8, 4:6].all()
