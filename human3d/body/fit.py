@@ -641,7 +641,7 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
     """
     if not obs.mask.any():
         raise BadInputError("the person mask is empty, so there is no body to fit; check the segmentation")
-    if obs.world is not None and settings.shin_depth != 1.0:
+    if obs.world is not None:
         obs = dataclasses.replace(obs, world=damped_shin_depth(obs.world, settings.shin_depth))
     device = torch.device(ctx.device)
     with torch.no_grad():

@@ -7,7 +7,8 @@ inside the outline, it is kept; in a band along the outline and wherever it hesi
 GrabCut (Rother et al., "GrabCut: interactive foreground extraction using iterated graph cuts", SIGGRAPH 2004;
 OpenCV's implementation) with colour models of the confident person and background, and a graph cut that follows
 the image's edges. Pixels it may change are limited to that zone, so the result never strays further from the
-segmenter's mask than the band.
+segmenter's mask than the band. It runs where the segmenter works (its working resolution), before the
+probability is brought to the photo's size.
 
 Colours decide well only where the background is plain: in front of a busy street, a dark jacket beside a dark
 doorway or a neighbour, GrabCut's colour models overlap and it takes the doorway in and a hand out (measured on the
@@ -19,7 +20,6 @@ change a large share of the person is not used either.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage as ndi
 
 #: Probability above which (and more than the band inside the outline) a pixel is surely the person.
@@ -28,8 +28,6 @@ SURE_PERSON = 0.95
 SURE_BACKGROUND = 0.05
 #: Width of the band along the outline that the colours decide, as a fraction of the person's height.
 BAND_FRACTION = 0.01
-#: Long side (pixels) of the grid the refinement runs on; larger photos are refined at this size.
-WORK_LONG_SIDE = 1280
 #: Largest spread (mean absolute deviation from the median, 0..255 levels, over the colour channels) of the background
 #: ring around the person for which the colours are trusted to decide: a studio backdrop or a plain wall is a few
 #: levels, a street or a room tens.
@@ -48,42 +46,26 @@ def snap_to_edges(rgb: np.ndarray, probability: np.ndarray, threshold: float = 0
         return mask, 0, 0
     import cv2  # opencv-contrib-python, which mediapipe needs
 
-    h, w = mask.shape
-    scale = min(1.0, WORK_LONG_SIDE / max(h, w))
-    small_rgb, small_p = rgb, probability
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small_rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BOX))
-        small_p = np.asarray(Image.fromarray(probability.astype(np.float32), "F").resize(size,
-                                                                                        Image.Resampling.BILINEAR))
-    m = small_p > threshold
-    rows = np.flatnonzero(m.any(1))
-    if len(rows) == 0:
-        return mask, 0, 0
+    rows = np.flatnonzero(mask.any(1))
     band = max(2, int(round(BAND_FRACTION * (rows[-1] - rows[0] + 1))))
     cross = ndi.generate_binary_structure(2, 1)
-    sure_person = (small_p >= SURE_PERSON) & ndi.binary_erosion(m, cross, iterations=band)
-    maybe = (small_p > SURE_BACKGROUND) | ndi.binary_dilation(m, cross, iterations=band)
+    sure_person = (probability >= SURE_PERSON) & ndi.binary_erosion(mask, cross, iterations=band)
+    maybe = (probability > SURE_BACKGROUND) | ndi.binary_dilation(mask, cross, iterations=band)
     if not sure_person.any() or maybe.all():
         return mask, 0, 0
-    if background_spread(small_rgb, maybe, band) > PLAIN_SPREAD:
+    if background_spread(rgb, maybe, band) > PLAIN_SPREAD:
         return mask, 0, 0
-    labels = np.full(m.shape, cv2.GC_BGD, np.uint8)
+    labels = np.full(mask.shape, cv2.GC_BGD, np.uint8)
     labels[maybe] = cv2.GC_PR_BGD
-    labels[m] = cv2.GC_PR_FGD
+    labels[mask] = cv2.GC_PR_FGD
     labels[sure_person] = cv2.GC_FGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
-        cv2.grabCut(np.ascontiguousarray(small_rgb[..., ::-1]), labels, None, bgd, fgd, ITERATIONS,
+        cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), labels, None, bgd, fgd, ITERATIONS,
                     cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # too few pixels of one kind for its colour model (a tiny photo): nothing to learn from
         return mask, 0, 0
     refined = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-    if scale < 1.0:  # the unsure zone takes the refined pixels; the rest keeps the full-resolution mask
-        def up(a: np.ndarray) -> np.ndarray:
-            return np.asarray(Image.fromarray(a.astype(np.uint8) * 255).resize((w, h), Image.Resampling.BILINEAR)) > 127
-
-        refined = np.where(up(maybe & ~sure_person), up(refined), mask)
     added, removed = int((refined & ~mask).sum()), int((mask & ~refined).sum())
     if added + removed > MAX_CHANGE * mask.sum():
         return mask, 0, 0

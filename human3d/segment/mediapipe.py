@@ -192,8 +192,9 @@ def segment(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) -> RawMas
             if len(people) > 1:  # the refined crop may see the neighbour's limb again: cut it once more
                 best = Detection(np.where(own_probability(people, chosen) > 0, best.probability, 0.0)
                                  .astype(np.float32), best.area)
-            return RawMask(_to_photo(best.probability, image.size), "mediapipe", people=len(people),
-                           detail="mediapipe pose segmentation", chosen=chosen + 1,
+            prob, snapped = _snapped(rgb, best.probability, cfg)
+            return RawMask(_to_photo(prob, image.size), "mediapipe", people=len(people),
+                           detail="mediapipe pose segmentation" + snapped, chosen=chosen + 1,
                            candidates=describe(people, working_scale(image)))
     if cfg.person is not None and cfg.person != 1:
         raise UsageError(f"--person {cfg.person}: no person was found by pose detection in {image.source or 'the photo'}")
@@ -202,8 +203,24 @@ def segment(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) -> RawMas
     mask = prob > cfg.threshold
     if mask.any() and float(prob[mask].mean()) < SELFIE_MIN_MEAN_PROBABILITY:
         prob = np.zeros_like(prob)  # a hesitant selfie mask on a photo where pose saw nobody is not a person
+    prob, snapped = _snapped(rgb, prob, cfg)
     return RawMask(_to_photo(prob, image.size), "mediapipe", people=0,
-                   detail="mediapipe: pose found nobody, selfie segmentation used")
+                   detail="mediapipe: pose found nobody, selfie segmentation used" + snapped)
+
+
+def _snapped(rgb: np.ndarray, prob: np.ndarray, cfg: SegmentConfig) -> tuple[np.ndarray, str]:
+    """The working-resolution probability with its unsure zone decided by the photo's edges when
+    ``cfg.snap_edges`` (:mod:`human3d.segment.edges`: snapped pixels become 0 or 1, the rest keeps its value), and
+    a note for the progress line ("" when nothing changed)."""
+    if not cfg.snap_edges:
+        return prob, ""
+    from human3d.segment.edges import snap_to_edges
+
+    mask, added, removed = snap_to_edges(rgb, prob, cfg.threshold)
+    if not added and not removed:
+        return prob, ""
+    prob = np.where(mask != (prob > cfg.threshold), mask.astype(np.float32), prob).astype(np.float32)
+    return prob, f"; edges snapped to the photo (+{added} / -{removed} px)"
 
 
 def pick_person(people: list, person: int | None, intended: Any) -> int:

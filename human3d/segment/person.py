@@ -70,12 +70,6 @@ def segment_person(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) ->
         raw = _rembg_instead_of_mediapipe(image, cfg, ctx, err)
     source = image.source or "the input"
     mask = raw.probability > cfg.threshold
-    snapped = ""
-    if raw.backend == "mediapipe" and cfg.snap_edges:
-        from human3d.segment.edges import snap_to_edges
-
-        mask, added, removed = snap_to_edges(image.rgb, raw.probability, cfg.threshold)
-        snapped = f"; edges snapped to the photo (+{added} / -{removed} px)" if added or removed else ""
     cleaned = clean_mask(mask, max_hole_fraction=cfg.max_hole_fraction)
     area = cleaned.mask.sum() / cleaned.mask.size
     if area < cfg.min_area_fraction:
@@ -98,5 +92,5 @@ def segment_person(image: LoadedImage, cfg: SegmentConfig, ctx: StageContext) ->
     for message in warnings:
         ctx.warn(message)
     bbox = mask_bbox(cleaned.mask)
-    ctx.progress(1.0, f"{raw.detail or raw.backend}: person covers {area:.1%} of the image, bbox {bbox}{snapped}")
+    ctx.progress(1.0, f"{raw.detail or raw.backend}: person covers {area:.1%} of the image, bbox {bbox}")
     return Cutout(rgb=image.rgb, mask=cleaned.mask, bbox=bbox, backend=raw.backend, warnings=warnings)

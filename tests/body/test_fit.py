@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from human3d.body.fit import FitSettings, Observations, fit_body, fit_observations
+from human3d.body.fit import KP, FitSettings, Observations, damped_shin_depth, fit_body, fit_observations
 from human3d.body.keypoints import canonical_to_pixels
 from human3d.body.synthetic import make_body, random_pose, shaded_image
 from human3d.config import BodyConfig
@@ -52,8 +52,6 @@ def test_fit_recovers_known_pose(anny_model, pose, seed):
 
 def _shin_lean_deg(keypoints: np.ndarray, side: str) -> float:
     """How far the ankle is behind the knee, in degrees from the vertical (positive: behind)."""
-    from human3d.body.fit import KP
-
     d = keypoints[KP[f"{side}_ankle"]] - keypoints[KP[f"{side}_knee"]]
     return float(np.degrees(np.arctan2(-d[2], -d[1])))
 
@@ -61,8 +59,6 @@ def _shin_lean_deg(keypoints: np.ndarray, side: str) -> float:
 def test_mediapipes_backward_shins_are_not_believed_in_full(anny_model):
     """mediapipe puts the ankles of a person standing straight ~18 degrees behind the knees; the fit believes
     only ``shin_depth`` of that, so the fitted shins stay near the truth's."""
-    from human3d.body.fit import KP, damped_shin_depth
-
     body = make_body(anny_model, random_pose("standing", 0, jitter=0.0), resolution=R)
     obs = body.observations()
     world = obs.world.copy()
