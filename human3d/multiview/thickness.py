@@ -18,8 +18,9 @@ Two cues shape what the body covers:
 
 * **Left/right symmetry**: a garment the photo shows at the sides of a part is as thick at its front and back
   (:func:`even_garments`, on the body fit's clothing offsets).
-* **Drape**: a skirt or a coat that bridges the legs hangs from the hips instead of following the legs
-  (:func:`drape`).
+* **Drape**: a skirt or a coat that bridges the legs hangs from the hips instead of following the legs, and where
+  it flares (wider in the photo than the hips it hangs from) it grows as deep as it grows wide, by LOOSE_DEPTH
+  (:func:`drape`, :func:`flare_bulge`).
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def drape(silhouette: np.ndarray, legs: np.ndarray, zf: np.ndarray, zb: np.ndarr
     front sheet never recedes and the back sheet never comes forward going down a column (a running maximum and
     minimum from DRAPE_ABOVE above the garment's top, over the columns the garment spans, restarted where a column
     leaves the person; arms and hands neither hang nor are hung from), so the legs' own profile does not show
-    through it."""
+    through it; where it flares below the hips both sheets move out (:func:`flare_bulge`)."""
     bridge = bridged_rows(silhouette, legs)
     rows = np.nonzero(bridge.any(1))[0]
     r = silhouette.shape[0]
@@ -269,13 +270,41 @@ def drape(silhouette: np.ndarray, legs: np.ndarray, zf: np.ndarray, zb: np.ndarr
     hang &= legs != 4
     zf, zb = zf.copy(), zb.copy()
     front, back = np.full(r, -np.inf), np.full(r, np.inf)
+    bulge = flare_bulge(hang & (legs != 4), top, bottom)
     for y in range(start, bottom + 1):
         cloth = silhouette[y] & (legs[y] != 4)
         front = np.where(silhouette[y], np.where(cloth, np.fmax(front, zf[y]), front), -np.inf)
         back = np.where(silhouette[y], np.where(cloth, np.fmin(back, zb[y]), back), np.inf)
-        zf[y] = np.where(hang[y] & np.isfinite(front), front, zf[y])
-        zb[y] = np.where(hang[y] & np.isfinite(back), back, zb[y])
+        zf[y] = np.where(hang[y] & np.isfinite(front), front + bulge[y], zf[y])
+        zb[y] = np.where(hang[y] & np.isfinite(back), back - bulge[y], zb[y])
     return zf, zb
+
+
+def flare_bulge(cloth: np.ndarray, top: int, bottom: int) -> np.ndarray:
+    """(R, R) how far (canonical units) a hanging garment's front and back sheets move out where it flares: as its
+    width in the photo grows below the widest part above it (rows before ``top``), its depth grows by LOOSE_DEPTH of
+    that (a cross-section that scales as it widens), most at the middle of each row and nothing at its sides (an
+    elliptical profile). ``cloth`` (R, R) bool: the garment's pixels (its columns above ``top``), down to
+    ``bottom``."""
+    r = cloth.shape[0]
+    out = np.zeros(cloth.shape, np.float64)
+    px = 2.0 / r
+    widest = 0.0
+    for y in range(0, bottom + 1):
+        cols = np.flatnonzero(cloth[y])
+        if len(cols) < 2:
+            continue
+        half = 0.5 * (cols[-1] - cols[0] + 1) * px
+        if y < top:
+            widest = max(widest, half)
+            continue
+        grow = half - widest
+        if grow <= 0.0:
+            continue
+        centre = 0.5 * (cols[0] + cols[-1])
+        t = (np.arange(r) - centre) * px / half
+        out[y] = LOOSE_DEPTH * grow * np.sqrt(np.clip(1.0 - t * t, 0.0, 1.0))
+    return out
 
 
 #: Height of the bands (canonical units) within which a body part's garment counts as one ring around it.

@@ -172,8 +172,9 @@ def test_loose_clothes_wrap_the_body_and_tight_ones_keep_its_thickness():
     np.testing.assert_allclose(tight[legs], half_legs[legs], rtol=0.01)
 
 
-def _legs_under(r: int, skirt: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(silhouette, legs labels) of hips over two legs, with or without a skirt bridging them from the crotch."""
+def _legs_under(r: int, skirt: bool, flare: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(silhouette, legs labels) of hips (24 px wide) over two legs, with or without a skirt bridging them from the
+    crotch: as wide as the hips, or widening by ``flare`` px on each side down to its hem."""
     sil = np.zeros((r, r), bool)
     legs = np.zeros((r, r), np.int8)
     sil[10:30, 20:44] = True
@@ -181,8 +182,10 @@ def _legs_under(r: int, skirt: bool) -> tuple[np.ndarray, np.ndarray]:
     for x0, label in ((20, 1), (34, 2)):
         sil[30:60, x0:x0 + 10] = True
         legs[30:60, x0:x0 + 10] = label
-    if skirt:
-        sil[30:50, 18:46] = True  # the skirt fills the gap between the legs down to its hem at row 49
+    if skirt:  # the skirt fills the gap between the legs down to its hem at row 49
+        for y in range(30, 50):
+            grow = int(round(flare * (y - 30) / 19))
+            sil[y, 20 - grow:44 + grow] = True
     return sil, legs
 
 
@@ -206,6 +209,28 @@ def test_a_skirt_hangs_from_the_hips_and_trousers_keep_the_legs():
     assert not bridged_rows(sil, legs).any()
     f, _ = drape(sil, legs, np.where(sil, zf, np.nan), np.where(sil, zb, np.nan))
     np.testing.assert_array_equal(f[sil], zf[sil])
+
+
+def test_a_flared_skirt_grows_in_depth_as_it_widens():
+    from human3d.multiview.thickness import LOOSE_DEPTH, drape
+
+    r = 64
+    yy = np.mgrid[0:r, 0:r][0].astype(np.float64)
+    zf = 0.3 - 0.004 * np.maximum(yy - 20, 0)
+    zb = -zf
+    sil, legs = _legs_under(r, skirt=True, flare=6)
+    f, b = drape(sil, legs, np.where(sil, zf, np.nan), np.where(sil, zb, np.nan))
+    start = 30 - round(0.12 * r / 2)
+    hang = zf[start, 30]
+    px = 2.0 / r
+    centre = f[30:50, 31:33].mean(1) - hang  # how far the front moved out at the middle, going down
+    want = LOOSE_DEPTH * px * np.round(6 * (np.arange(30, 50) - 30) / 19)  # the half-width's growth
+    np.testing.assert_allclose(centre, want, atol=0.1 * LOOSE_DEPTH * px * 6)
+    assert centre[-1] > 0.9 * LOOSE_DEPTH * 6 * px  # at the hem: 0.7 of the 6 px it widened by
+    edge = [f[y][sil[y]][0] - hang for y in range(30, 50)]  # at the outline the profile comes back to the hang
+    assert max(edge) < 0.35 * centre[-1]
+    np.testing.assert_allclose(b[30:50][sil[30:50]], -f[30:50][sil[30:50]])  # as far out at the back
+    np.testing.assert_array_equal(f[50:][sil[50:]], zf[50:][sil[50:]])
 
 
 def test_a_garment_seen_at_its_sides_is_as_thick_at_its_front_and_back():
