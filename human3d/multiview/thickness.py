@@ -18,9 +18,10 @@ Two cues shape what the body covers:
 
 * **Left/right symmetry**: a garment the photo shows at the sides of a part is as thick at its front and back
   (:func:`even_garments`, on the body fit's clothing offsets).
-* **Drape**: a skirt or a coat that bridges the legs hangs from the hips instead of following the legs, and where
-  it flares (wider in the photo than the hips it hangs from) it grows as deep as it grows wide, by LOOSE_DEPTH
-  (:func:`drape`, :func:`flare_bulge`).
+* **Drape**: a skirt or a coat that bridges the legs hangs from the hips instead of following the legs, spans
+  them in one convex curve across each row instead of dipping between them, and where it flares (wider in the
+  photo than the hips it hangs from) grows as deep as it grows wide, by LOOSE_DEPTH (:func:`drape`,
+  :func:`rounded_row`, :func:`flare_bulge`).
 """
 
 from __future__ import annotations
@@ -256,7 +257,8 @@ def drape(silhouette: np.ndarray, legs: np.ndarray, zf: np.ndarray, zb: np.ndarr
     front sheet never recedes and the back sheet never comes forward going down a column (a running maximum and
     minimum from DRAPE_ABOVE above the garment's top, over the columns the garment spans, restarted where a column
     leaves the person; arms and hands neither hang nor are hung from), so the legs' own profile does not show
-    through it; where it flares below the hips both sheets move out (:func:`flare_bulge`)."""
+    through it; across each row it is at least as full as an ellipse through its extremes (:func:`rounded_row`),
+    and where it flares below the hips both sheets move out (:func:`flare_bulge`)."""
     bridge = bridged_rows(silhouette, legs)
     rows = np.nonzero(bridge.any(1))[0]
     r = silhouette.shape[0]
@@ -275,9 +277,30 @@ def drape(silhouette: np.ndarray, legs: np.ndarray, zf: np.ndarray, zb: np.ndarr
         cloth = silhouette[y] & (legs[y] != 4)
         front = np.where(silhouette[y], np.where(cloth, np.fmax(front, zf[y]), front), -np.inf)
         back = np.where(silhouette[y], np.where(cloth, np.fmin(back, zb[y]), back), np.inf)
-        zf[y] = np.where(hang[y] & np.isfinite(front), front + bulge[y], zf[y])
-        zb[y] = np.where(hang[y] & np.isfinite(back), back - bulge[y], zb[y])
+        f_row, b_row = rounded_row(hang[y], front, back)
+        zf[y] = np.where(hang[y] & np.isfinite(f_row), f_row + bulge[y], zf[y])
+        zb[y] = np.where(hang[y] & np.isfinite(b_row), b_row - bulge[y], zb[y])
     return zf, zb
+
+
+def rounded_row(cloth: np.ndarray, front: np.ndarray, back: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R,) front and back of one row of a hanging garment, at least as full as an ellipse through its extremes:
+    over each run of ``cloth`` (R,) bool, the front is raised to the elliptical arc from the run's ends (at their mid
+    depth) up to its most forward point at the middle, and the back likewise, so that cloth bridging two legs spans
+    them in one convex curve instead of dipping between them."""
+    front, back = front.copy(), back.copy()
+    edges = np.flatnonzero(np.diff(np.r_[0, cloth.astype(np.int8), 0]))
+    for a, b in zip(edges[::2], edges[1::2]):
+        f, k = front[a:b], back[a:b]
+        ok = np.isfinite(f) & np.isfinite(k)
+        if b - a < 3 or not ok[0] or not ok[-1]:
+            continue
+        mid = 0.25 * (f[0] + k[0] + f[-1] + k[-1])
+        t = (np.arange(a, b) - 0.5 * (a + b - 1)) / (0.5 * (b - a))
+        arc = np.sqrt(np.clip(1.0 - t * t, 0.0, 1.0))
+        front[a:b] = np.where(ok, np.fmax(f, mid + (np.max(f[ok]) - mid) * arc), f)
+        back[a:b] = np.where(ok, np.fmin(k, mid - (mid - np.min(k[ok])) * arc), k)
+    return front, back
 
 
 def flare_bulge(cloth: np.ndarray, top: int, bottom: int) -> np.ndarray:

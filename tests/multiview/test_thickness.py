@@ -4,6 +4,7 @@ views it gives (no fins, no slits)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import trimesh
 from scipy import ndimage
 
@@ -209,6 +210,27 @@ def test_a_skirt_hangs_from_the_hips_and_trousers_keep_the_legs():
     assert not bridged_rows(sil, legs).any()
     f, _ = drape(sil, legs, np.where(sil, zf, np.nan), np.where(sil, zb, np.nan))
     np.testing.assert_array_equal(f[sil], zf[sil])
+
+
+def test_cloth_across_two_legs_spans_them_in_one_convex_curve():
+    from human3d.multiview.thickness import rounded_row
+
+    x = np.arange(64, dtype=np.float64)
+    cloth = (x >= 8) & (x < 56)
+    t = (x - 31.5) / 24.0
+    legs = 0.1 * (np.sqrt(np.clip(1 - ((np.abs(t) - 0.5) / 0.5) ** 2, 0, 1)))  # two round bumps, a dip between
+    front = np.where(cloth, 0.2 + legs, np.nan)
+    back = np.where(cloth, 0.2 - legs, np.nan)
+    f, b = rounded_row(cloth, front, back)
+    assert np.nanmax(np.abs(f[cloth] + b[cloth] - 0.4)) < 1e-12  # symmetric about the mid depth it had
+    peak = 0.2 + np.nanmax(legs[cloth])
+    assert f[31] == pytest.approx(peak, abs=1e-3)  # the middle, where the legs dip to nothing, as far out as they are
+    middle = np.abs(t) <= 0.5
+    assert np.all(f[middle] >= 0.2 + 0.85 * (peak - 0.2))  # no dip left: the arc (sqrt(3)/2 of it at |t| = 0.5)
+    assert np.all(f[cloth] >= front[cloth]) and np.all(b[cloth] <= back[cloth])  # only ever out
+    ellipse = 0.2 + 0.1 * np.sqrt(np.clip(1 - t * t, 0, 1))  # already an ellipse: left as it is
+    f2, _ = rounded_row(cloth, np.where(cloth, ellipse, np.nan), np.where(cloth, 0.4 - ellipse, np.nan))
+    np.testing.assert_allclose(f2[cloth], ellipse[cloth], atol=0.01)
 
 
 def test_a_flared_skirt_grows_in_depth_as_it_widens():
