@@ -138,6 +138,13 @@ class FitSettings:
     renders (benchmarks/embedded_quality.py) the fitted shins leaned back 15-22 degrees against a truth of 3-12, and a
     front view shows nothing that corrects it. The rest of the shins' depth comes from their foreshortening in the
     photo, the knee's hinge and the pose prior; 1 believes the landmarks in full (exact ones, as in tests)."""
+    upper_arm_depth: float = 0.5
+    """Share of mediapipe's shoulder-to-elbow depth the fit believes (:func:`damped_upper_arm_depth`). On the
+    embedded benchmark's clothed renders mediapipe put the elbows of arms hanging 0-13 degrees forward 17-35 degrees
+    toward the camera (and its 2D upper arms were 15-19% short, which a fit of the right arm length can only
+    match by leaning them the same way); believing half of it made the fitted body 14-15% closer to the truth on
+    two of the three Anny subjects and left the body-fit benchmark's hard poses (benchmarks/body_fit.py) as they
+    were (median joint error 36 -> 34 mm). 1 believes the landmarks in full (exact ones, as in tests)."""
     world_feet: bool = True
     """Whether the feet's 3D directions (heel to toe) take part in the 3D term. Never in a back view: there
     mediapipe's feet mostly point at the camera, and following them twists the whole leg."""
@@ -597,6 +604,18 @@ def damped_shin_depth(world: np.ndarray, keep: float) -> np.ndarray:
     return out.astype(np.asarray(world).dtype)
 
 
+def damped_upper_arm_depth(world: np.ndarray, keep: float) -> np.ndarray:
+    """(K, 3) world landmarks whose elbows (with their forearms and hands) keep only ``keep`` of their depth
+    relative to the shoulders (0: the upper arms lie in a plane facing the camera, 1: as mediapipe says)."""
+    out = np.array(world, dtype=np.float64, copy=True)
+    for side in ("left", "right"):
+        shoulder, elbow = KP[f"{side}_shoulder"], KP[f"{side}_elbow"]
+        dz = (keep - 1.0) * (out[elbow, 2] - out[shoulder, 2])
+        for part in ("elbow", "wrist", "index", "pinky", "thumb"):
+            out[KP[f"{side}_{part}"], 2] += dz
+    return out.astype(np.asarray(world).dtype)
+
+
 def _hypotheses(obs: Observations, conf: np.ndarray, have_kp: bool) -> list[tuple[str, np.ndarray | None, bool]]:
     """Starting points: (name, world landmarks the start is made from, whether the limbs start from them). All are
     then fitted to the same targets (mediapipe's landmarks): a start only decides which optimum is reached."""
@@ -642,7 +661,8 @@ def fit_observations(model: BodyModel, obs: Observations, settings: FitSettings,
     if not obs.mask.any():
         raise BadInputError("the person mask is empty, so there is no body to fit; check the segmentation")
     if obs.world is not None:
-        obs = dataclasses.replace(obs, world=damped_shin_depth(obs.world, settings.shin_depth))
+        world = damped_upper_arm_depth(damped_shin_depth(obs.world, settings.shin_depth), settings.upper_arm_depth)
+        obs = dataclasses.replace(obs, world=world)
     device = torch.device(ctx.device)
     with torch.no_grad():
         rest = model.forward({}, model.shape_mean[None].float().to(device))

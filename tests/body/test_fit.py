@@ -11,7 +11,15 @@ import json
 import numpy as np
 import pytest
 
-from human3d.body.fit import KP, FitSettings, Observations, damped_shin_depth, fit_body, fit_observations
+from human3d.body.fit import (
+    KP,
+    FitSettings,
+    Observations,
+    damped_shin_depth,
+    damped_upper_arm_depth,
+    fit_body,
+    fit_observations,
+)
 from human3d.body.keypoints import canonical_to_pixels
 from human3d.body.synthetic import make_body, random_pose, shaded_image
 from human3d.config import BodyConfig
@@ -38,8 +46,9 @@ def test_fit_recovers_known_pose(anny_model, pose, seed):
     shape = np.clip(0.5 + rng.normal(0.0, 0.1, 6), 0.0, 1.0)
     body = make_body(anny_model, random_pose(pose, seed), shape=shape, yaw_deg=rng.uniform(-20, 20), resolution=R)
     obs = body.observations(world_noise_m=0.02, seed=seed)
-    # these world landmarks are the truth plus noise, not mediapipe's: their shins' depth is believed in full
-    res = fit_observations(anny_model, obs, FitSettings(iterations=100, shin_depth=1.0), StageContext(seed=seed))
+    # these world landmarks are the truth plus noise, not mediapipe's: their limbs' depth is believed in full
+    res = fit_observations(anny_model, obs, FitSettings(iterations=100, shin_depth=1.0, upper_arm_depth=1.0),
+                           StageContext(seed=seed))
     err_px = np.linalg.norm(canonical_to_pixels(res.keypoints[:, :2], R) - canonical_to_pixels(obs.keypoints, R),
                             axis=1).mean()
     assert err_px < 0.02 * R
@@ -70,8 +79,9 @@ def test_mediapipes_backward_shins_are_not_believed_in_full(anny_model):
     truth = np.mean([_shin_lean_deg(body.keypoints, s) for s in ("left", "right")])
     lean = {}
     for keep in (1.0, FitSettings.shin_depth):
-        res = fit_observations(anny_model, obs, FitSettings(iterations=60, offset_share=0.0, shin_depth=keep),
-                               StageContext())
+        # the arms' landmarks are exact here: believed in full
+        res = fit_observations(anny_model, obs, FitSettings(iterations=60, offset_share=0.0, shin_depth=keep,
+                                                             upper_arm_depth=1.0), StageContext())
         lean[keep] = np.mean([_shin_lean_deg(res.keypoints, s) for s in ("left", "right")])
     assert lean[1.0] - truth > 5.0  # believed in full, the bias shows
     assert abs(lean[FitSettings.shin_depth] - truth) < 0.6 * (lean[1.0] - truth)
@@ -80,6 +90,38 @@ def test_mediapipes_backward_shins_are_not_believed_in_full(anny_model):
         assert damped[KP[f"{side}_ankle"], 2] == pytest.approx(damped[KP[f"{side}_knee"], 2])
         foot = world[KP[f"{side}_foot_index"]] - world[KP[f"{side}_heel"]]
         np.testing.assert_allclose(damped[KP[f"{side}_foot_index"]] - damped[KP[f"{side}_heel"]], foot, atol=1e-9)
+
+
+def _upper_arm_lean_deg(keypoints: np.ndarray, side: str) -> float:
+    """How far the elbow is in front of the shoulder, in degrees from the image plane (positive: toward the camera)."""
+    d = keypoints[KP[f"{side}_elbow"]] - keypoints[KP[f"{side}_shoulder"]]
+    return float(np.degrees(np.arctan2(d[2], np.hypot(d[0], d[1]))))
+
+
+def test_upper_arms_leaning_toward_the_camera_are_not_believed_in_full(anny_model):
+    """On clothed people mediapipe puts hanging upper arms 17-35 degrees toward the camera; the fit believes
+    ``upper_arm_depth`` of that, so the fitted arms stay nearer the truth's."""
+    body = make_body(anny_model, random_pose("standing", 0, jitter=0.0), resolution=R)
+    obs = body.observations()
+    world = obs.world.copy()
+    for side in ("left", "right"):
+        arm = np.linalg.norm(world[KP[f"{side}_elbow"]] - world[KP[f"{side}_shoulder"]])
+        for part in ("elbow", "wrist", "index", "pinky", "thumb"):
+            world[KP[f"{side}_{part}"], 2] += np.tan(np.radians(25.0)) * arm
+    obs.world = world
+    truth = np.mean([_upper_arm_lean_deg(body.keypoints, s) for s in ("left", "right")])
+    lean = {}
+    for keep in (1.0, FitSettings.upper_arm_depth):
+        res = fit_observations(anny_model, obs, FitSettings(iterations=60, offset_share=0.0, upper_arm_depth=keep,
+                                                             shin_depth=1.0), StageContext())  # exact legs
+        lean[keep] = np.mean([_upper_arm_lean_deg(res.keypoints, s) for s in ("left", "right")])
+    assert lean[1.0] - truth > 5.0  # believed in full, the bias shows
+    assert abs(lean[FitSettings.upper_arm_depth] - truth) < 0.6 * (lean[1.0] - truth)
+    damped = damped_upper_arm_depth(world, 0.0)  # at 0 the elbows are level in depth with the shoulders
+    for side in ("left", "right"):
+        assert damped[KP[f"{side}_elbow"], 2] == pytest.approx(damped[KP[f"{side}_shoulder"], 2])
+        forearm = world[KP[f"{side}_wrist"]] - world[KP[f"{side}_elbow"]]
+        np.testing.assert_allclose(damped[KP[f"{side}_wrist"]] - damped[KP[f"{side}_elbow"]], forearm, atol=1e-9)
 
 
 def _framed_body(anny_model, pose="standing", seed=0, resolution=384, cut_at=None):
