@@ -13,7 +13,10 @@ the head from the front's hair), never the colour of another part that covers it
    sources, with distances stretched along the part's axis so the match keeps the height along the part (the
    head is round: the back of the head takes the nearest hair or hat around the face).
    Seen from behind, the torso's points look up the front torso nearer its sides (same row, same side; then
-   blurred, mostly across): the back of a garment is like its sides, not like its front's opening, buttons or print.
+   blurred, mostly across): the back of a garment is like its sides, not like its front's opening, buttons or print
+   (the neck's likewise: a collar, a hood or hair at its sides, not the chin above its front);
+   and the head's points look up the front head nearer its outline (same direction from its centre): the back of
+   the head is like the hair or hood at its outline, not like a fringe or a hood's opening around the face.
 4. Seams between parts and between those two cases are blended.
 """
 
@@ -97,6 +100,10 @@ class RegionSettings:
     back_band: float = 0.35
     """The back of the torso takes its colours from this outer fraction of each half of the front torso's width in
     the same row (the back of a garment looks like its sides, not like its front's opening, buttons or print)."""
+    head_band: float = 0.25
+    """The back of the head takes its colours from this outer fraction of the front head's radius in the same
+    direction from its centre (the back of the head looks like the hair or the hood at the head's outline, not
+    like a fringe or a hood's opening just around the face)."""
     seam_px: float = 2.0
     """Width (Gaussian sigma) of the blend across seams."""
     min_sources: int = 12
@@ -284,13 +291,15 @@ def match_colors(xy: np.ndarray, parts: np.ndarray, src: PartSources, rgb: np.nd
     return out, direct
 
 
-def toward_sides(xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, band: float) -> np.ndarray:
-    """Front pixel coordinates (N, 2) of torso points seen from behind, moved out toward the torso's sides in their
-    row: the torso's half-width maps onto its outer ``band`` (mirrored side and height kept). labels: (R, R)."""
-    torso = labels == TORSO
+def toward_sides(xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, band: float, part: int = TORSO
+                 ) -> np.ndarray:
+    """Front pixel coordinates (N, 2) of ``part``'s points (the torso's, or the neck's) seen from behind, moved out
+    toward the part's sides in their row: its half-width maps onto its outer ``band`` (mirrored side and height
+    kept). labels: (R, R)."""
+    torso = labels == part
     r = labels.shape[0]
     iy = np.clip(np.floor(xy[:, 1]).astype(np.int64), 0, r - 1)
-    sel = (parts == TORSO) & torso[iy].any(1)
+    sel = (parts == part) & torso[iy].any(1)
     if not sel.any() or band >= 1.0:
         return xy
     rows = np.nonzero(torso.any(1))[0]
@@ -301,6 +310,47 @@ def toward_sides(xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, band: fl
     t = np.clip((xy[sel, 0] - centre) / half, -1.0, 1.0)
     out = xy.copy()
     out[sel, 0] = centre + np.where(t >= 0, 1.0, -1.0) * (1.0 - band * (1.0 - np.abs(t))) * half
+    return out
+
+
+def toward_rim(xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, band: float, bins: int = 72) -> np.ndarray:
+    """Front pixel coordinates (N, 2) of head points seen from behind, moved out from the centre of the front's head
+    (its head and face pixels in ``labels`` (R, R)) toward its outline: in each direction the head's radius maps
+    onto its outer ``band`` (the outline itself stays). Directions in which the outline is the face's (the chin)
+    turn to the nearest one in which it is the head's (the hair or hood beside the jaw): the nape is not a chin."""
+    head = np.isin(labels, (HEAD, FACE))
+    sel = parts == HEAD
+    if not sel.any() or head.sum() < 3 or band >= 1.0:
+        return xy
+    yy, xx = np.nonzero(head)
+    centre = np.array([xx.mean(), yy.mean()]) + 0.5
+    d = np.stack([xx + 0.5, yy + 0.5], 1) - centre
+    step = 2 * np.pi / bins
+    which = ((np.arctan2(d[:, 1], d[:, 0]) + np.pi) / step).astype(np.int64) % bins
+    radius_px = np.hypot(d[:, 0], d[:, 1]) + 0.5
+    order = np.lexsort((radius_px, which))  # per direction, its outermost pixel last
+    last = np.r_[np.flatnonzero(np.diff(which[order])), len(order) - 1]
+    rim, hair = np.zeros(bins), np.zeros(bins, bool)
+    rim[which[order][last]] = radius_px[order][last]
+    hair[which[order][last]] = labels[yy[order][last], xx[order][last]] == HEAD
+    filled = np.flatnonzero(rim > 0)  # directions with no head pixel (a thin head): from their neighbours
+    rim = np.interp(np.arange(bins), filled, rim[filled], period=bins)
+    if not hair.any():
+        return xy
+    hair_bins = np.flatnonzero(hair)
+    gap = np.abs(np.arange(bins)[:, None] - hair_bins[None, :])
+    to_hair = hair_bins[np.argmin(np.minimum(gap, bins - gap), 1)]  # each direction's nearest hair direction
+    p = xy[sel] - centre
+    radius = np.hypot(p[:, 0], p[:, 1])
+    angle = np.where(radius > 1e-6, np.arctan2(p[:, 1], p[:, 0]), -0.5 * np.pi)  # the very centre: up
+    at = ((angle + np.pi) / step).astype(np.int64) % bins
+    turned = to_hair[at] != at
+    angle = np.where(turned, (to_hair[at] + 0.5) * step - np.pi, angle)
+    at = to_hair[at]
+    unit = np.stack([np.cos(angle), np.sin(angle)], 1)
+    t = np.clip(radius / rim[at], 0.0, 1.0)
+    out = xy.copy()
+    out[sel] = centre + unit * ((1.0 - band * (1.0 - t)) * rim[at])[:, None]
     return out
 
 
@@ -389,12 +439,15 @@ def region_colors(photo: np.ndarray, silhouette: np.ndarray, body: BodyFit, part
             continue
         p = parts[nearest_vertex.query(points)[1]]
         xy = front.project(points)[0]
-        if cam.direction[2] < -0.9:  # a view from behind
-            xy = toward_sides(xy, p, src.labels, s.back_band)
+        behind = cam.direction[2] < -0.9  # a view from behind
+        if behind:
+            for part in (TORSO, NECK):
+                xy = toward_sides(xy, p, src.labels, s.back_band, part)
+            xy = toward_rim(xy, p, src.labels, s.head_band)
         cols, direct = match_colors(xy, p, src, photo, s)
         colors[b][mask] = cols
         labels[b][mask] = p
-        if cam.direction[2] < -0.9:
+        if behind:
             colors[b] = smooth_region(colors[b], labels[b] == TORSO, (s.seam_px, 2.0 * s.seam_px))
         key = np.full((r, r), -1, np.int64)
         key[mask] = 2 * p + direct

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from human3d.body.models import KEYPOINT_NAMES
-from human3d.body.parts import FACE, HEAD, PART_NAMES, SHIRT_PARTS, TORSO, TROUSER_PARTS
+from human3d.body.parts import FACE, HEAD, NECK, PART_NAMES, SHIRT_PARTS, TORSO, TROUSER_PARTS
 from human3d.cameras import OrthoCamera
 from human3d.multiview.back_colors import (
     RegionSettings,
@@ -20,6 +20,7 @@ from human3d.multiview.back_colors import (
     skin_colored,
     smooth_region,
     source_core,
+    toward_rim,
     toward_sides,
     usable_sources,
     view_points,
@@ -114,6 +115,32 @@ def test_the_back_of_the_torso_looks_up_the_front_torsos_sides_in_its_row():
     assert out[1, 0] < 20 - 7 and out[2, 0] > 20 + 7  # each side stays on its side
     assert abs(out[3, 0] - 30.0) < 1e-6 and (out[:, 1] == xy[:, 1]).all()  # the rim and the rows stay
     assert out[4, 0] == 20.0  # other parts are not moved
+    neck = labels.copy()
+    neck[neck == TORSO] = NECK  # the neck's back likewise looks up the front neck's sides
+    assert abs(toward_sides(xy[:1], np.array([NECK]), neck, band=0.3, part=NECK)[0, 0] - 27.0) < 1e-6
+    assert toward_sides(xy[:1], np.array([NECK]), neck, band=0.3)[0, 0] == 20.0  # a torso rule leaves it
+
+
+def test_the_back_of_the_head_looks_up_the_front_heads_outline_in_its_direction():
+    yy, xx = np.mgrid[0:41, 0:41]
+    r = np.hypot(xx + 0.5 - 20.5, yy + 0.5 - 20.5)
+    labels = np.full((41, 41), -1, np.int16)
+    labels[r <= 20] = HEAD  # a hood or hair, radius 20
+    labels[r <= 11] = FACE  # the face in it
+    xy = np.array([[20.5, 20.5], [20.5, 10.5], [30.5, 20.5], [20.5, 40.4], [20.5, 15.5]])
+    parts = np.array([HEAD, HEAD, HEAD, HEAD, HAND])
+    out = toward_rim(xy, parts, labels, band=0.25)
+    radius = np.hypot(out[:, 0] - 20.5, out[:, 1] - 20.5)
+    assert radius[0] == pytest.approx(0.75 * 20.5, rel=0.05) and out[0, 1] < 20.5  # the centre: up, 75% out
+    assert radius[1] == pytest.approx(20.5 * (0.75 + 0.25 * 10 / 20.5), rel=0.05)  # half-way: further out
+    assert out[1, 0] == pytest.approx(20.5) and out[1, 1] < 20.5  # in its own direction (up)
+    assert out[2, 1] == pytest.approx(20.5) and out[2, 0] > 30.5  # to the right, further right
+    assert radius[3] == pytest.approx(20.5, rel=0.05)  # the outline stays
+    assert (out[4] == xy[4]).all()  # other parts are not moved
+    assert all(labels[int(y), int(x)] == HEAD for x, y in out[:4])  # never inside the face
+    labels[(r <= 20) & (yy >= 24) & (np.abs(xx + 0.5 - 20.5) <= 9)] = FACE  # the chin reaches the outline below
+    nape = toward_rim(np.array([[20.5, 34.5]]), np.array([HEAD]), labels, band=0.25)[0]
+    assert labels[int(nape[1]), int(nape[0])] == HEAD and nape[1] > 20.5  # beside the jaw, not on the chin
 
 
 def test_smoothing_a_region_keeps_its_mean_and_leaves_the_rest():
