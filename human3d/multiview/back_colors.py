@@ -447,8 +447,9 @@ def region_colors(photo: np.ndarray, silhouette: np.ndarray, body: BodyFit, part
         cols, direct = match_colors(xy, p, src, photo, s)
         colors[b][mask] = cols
         labels[b][mask] = p
-        if behind:
+        if behind:  # plain fabric across the back, and hair or a hood without the spokes of toward_rim
             colors[b] = smooth_region(colors[b], labels[b] == TORSO, (s.seam_px, 2.0 * s.seam_px))
+            colors[b] = smooth_region(colors[b], labels[b] == HEAD, (2.0 * s.seam_px, 2.0 * s.seam_px))
         key = np.full((r, r), -1, np.int64)
         key[mask] = 2 * p + direct
         colors[b] = blend_seams(colors[b], mask, key, s.seam_px)
