@@ -140,9 +140,9 @@ class FitSettings:
     photo, the knee's hinge and the pose prior; 1 believes the landmarks in full (exact ones, as in tests)."""
     upper_arm_depth: float = 0.5
     """Share of mediapipe's shoulder-to-elbow depth the fit believes (:func:`damped_upper_arm_depth`). On the
-    embedded benchmark's clothed renders mediapipe put the elbows of arms hanging 0-13 degrees forward 17-35 degrees
-    toward the camera (and its 2D upper arms were 15-19% short, which a fit of the right arm length can only
-    match by leaning them the same way); believing half of it made the fitted body 14-15% closer to the truth on
+    embedded benchmark's clothed renders mediapipe leaned upper arms that hang -5 to 13 degrees from the image
+    plane 17-35 degrees toward the camera (and its 2D upper arms were 15-19% short, which a fit of the right arm
+    length can only match by leaning them the same way); believing half of it made the fitted body 14-15% closer to the truth on
     two of the three Anny subjects and left the body-fit benchmark's hard poses (benchmarks/body_fit.py) as they
     were (median joint error 36 -> 34 mm). 1 believes the landmarks in full (exact ones, as in tests)."""
     world_feet: bool = True

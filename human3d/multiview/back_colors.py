@@ -296,15 +296,15 @@ def toward_sides(xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, band: fl
     """Front pixel coordinates (N, 2) of ``part``'s points (the torso's, or the neck's) seen from behind, moved out
     toward the part's sides in their row: its half-width maps onto its outer ``band`` (mirrored side and height
     kept). labels: (R, R)."""
-    torso = labels == part
+    region = labels == part
     r = labels.shape[0]
     iy = np.clip(np.floor(xy[:, 1]).astype(np.int64), 0, r - 1)
-    sel = (parts == part) & torso[iy].any(1)
+    sel = (parts == part) & region[iy].any(1)
     if not sel.any() or band >= 1.0:
         return xy
-    rows = np.nonzero(torso.any(1))[0]
-    lo = np.interp(np.arange(r), rows, np.argmax(torso[rows], 1))  # rows without torso: from their neighbours
-    hi = np.interp(np.arange(r), rows, labels.shape[1] - np.argmax(torso[rows, ::-1], 1))
+    rows = np.nonzero(region.any(1))[0]
+    lo = np.interp(np.arange(r), rows, np.argmax(region[rows], 1))  # rows without the part: from their neighbours
+    hi = np.interp(np.arange(r), rows, labels.shape[1] - np.argmax(region[rows, ::-1], 1))
     lo, hi = ndimage.median_filter(lo, 9, mode="nearest"), ndimage.median_filter(hi, 9, mode="nearest")
     centre, half = 0.5 * (lo + hi)[iy[sel]], np.maximum(0.5 * (hi - lo)[iy[sel]], 1.0)
     t = np.clip((xy[sel, 0] - centre) / half, -1.0, 1.0)
@@ -330,14 +330,14 @@ def toward_rim(xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, band: floa
     radius_px = np.hypot(d[:, 0], d[:, 1]) + 0.5
     order = np.lexsort((radius_px, which))  # per direction, its outermost pixel last
     last = np.r_[np.flatnonzero(np.diff(which[order])), len(order) - 1]
-    rim, hair = np.zeros(bins), np.zeros(bins, bool)
+    rim, head_outline = np.zeros(bins), np.zeros(bins, bool)
     rim[which[order][last]] = radius_px[order][last]
-    hair[which[order][last]] = labels[yy[order][last], xx[order][last]] == HEAD
+    head_outline[which[order][last]] = labels[yy[order][last], xx[order][last]] == HEAD
     filled = np.flatnonzero(rim > 0)  # directions with no head pixel (a thin head): from their neighbours
     rim = np.interp(np.arange(bins), filled, rim[filled], period=bins)
-    if not hair.any():
+    if not head_outline.any():
         return xy
-    hair_bins = np.flatnonzero(hair)
+    hair_bins = np.flatnonzero(head_outline)
     gap = np.abs(np.arange(bins)[:, None] - hair_bins[None, :])
     to_hair = hair_bins[np.argmin(np.minimum(gap, bins - gap), 1)]  # each direction's nearest hair direction
     p = xy[sel] - centre

@@ -272,7 +272,7 @@ def drape(silhouette: np.ndarray, legs: np.ndarray, zf: np.ndarray, zb: np.ndarr
     hang &= legs != 4
     zf, zb = zf.copy(), zb.copy()
     front, back = np.full(r, -np.inf), np.full(r, np.inf)
-    bulge = flare_bulge(hang & (legs != 4), top, bottom)
+    bulge = flare_bulge(hang, top, bottom)
     for y in range(start, bottom + 1):
         cloth = silhouette[y] & (legs[y] != 4)
         front = np.where(silhouette[y], np.where(cloth, np.fmax(front, zf[y]), front), -np.inf)
