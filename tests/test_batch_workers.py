@@ -44,6 +44,17 @@ def process(src, dst, work):
     note(f"done {{src.name}}")
     return [], {{}}, {{}}
 
+# workers started together wait for each other here, so that a slow start (a loaded machine) cannot make one of
+# them begin after the other has already recorded an outcome (a batch begun later retries failures, by design)
+together = int(os.environ.get("HUMAN3D_TEST_TOGETHER", "0"))
+if together:
+    ready = log.with_name("ready")
+    ready.mkdir(exist_ok=True)
+    (ready / str(os.getpid())).touch()
+    deadline = time.time() + 60
+    while len(list(ready.iterdir())) < together and time.time() < deadline:
+        time.sleep(0.02)
+
 s = run_batch(inputs, outputs, process, summary_path=Path({out!r}) / "summary.json", fmt="obj", poll_s=0.1)
 sys.exit(s.exit_code)
 """
@@ -60,8 +71,10 @@ def _setup(tmp_path: Path, n: int = 6) -> tuple[Path, Path, Path, list[str]]:
     return script, out, tmp_path / "log.txt", names
 
 
-def _start(script: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(script)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+def _start(script: Path, together: int = 0) -> subprocess.Popen:
+    """A worker; with ``together``, it begins its batch only once that many workers have started."""
+    env = dict(os.environ, HUMAN3D_TEST_TOGETHER=str(together))
+    return subprocess.Popen([sys.executable, str(script)], cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _check_final(out: Path, log: Path, names: list[str], codes: list[int]) -> None:
@@ -83,7 +96,7 @@ def _check_final(out: Path, log: Path, names: list[str], codes: list[int]) -> No
 
 def test_two_batches_at_once_split_the_work(tmp_path):
     script, out, log, names = _setup(tmp_path)
-    procs = [_start(script), _start(script)]
+    procs = [_start(script, together=2), _start(script, together=2)]
     codes = [p.wait(timeout=120) for p in procs]
     _check_final(out, log, names, codes)
     starts = [ln.split() for ln in log.read_text().splitlines() if ln.startswith("start")]

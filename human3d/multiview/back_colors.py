@@ -354,6 +354,35 @@ def toward_rim(xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, band: floa
     return out
 
 
+def nape_from_outline(colors: np.ndarray, xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, photo: np.ndarray,
+                      inset_px: float) -> np.ndarray:
+    """(N, 3) ``colors`` with the neck's points seen from behind taking the photo's colour at the person's outline
+    in their row, on their side (``inset_px`` inside it): what shows beside the neck at that height -- the neck's
+    own skin, hair falling behind it, a collar or a hood -- is what covers its back, not the chin or throat the
+    front shows. xy (N, 2) front pixel coordinates, parts (N,), labels (R, R) the front's parts (-1 outside the
+    person), photo (R, R, 3)."""
+    sel = np.flatnonzero(parts == NECK)
+    if not len(sel):
+        return colors
+    h, w = labels.shape
+    arms = [PART_NAMES.index(n) for n in PART_NAMES if n.startswith(("upper_arm", "forearm", "hand"))]
+    inside = (labels >= 0) & ~np.isin(labels, arms)  # a raised arm beside the head is not what covers the nape
+    out = colors.copy()
+    inset = int(np.ceil(inset_px)) + 1
+    for i in sel:
+        y, x = min(max(int(xy[i, 1]), 0), h - 1), min(max(int(xy[i, 0]), 0), w - 1)
+        row = inside[y]
+        if not row[x]:
+            continue
+        left = x - int(np.argmin(row[x::-1])) + 1 if not row[:x + 1].all() else 0
+        right = x + int(np.argmin(row[x:])) - 1 if not row[x:].all() else w - 1
+        if right - left < 4 * inset:
+            continue
+        edge = left + inset if x - left < right - x else right - inset
+        out[i] = photo[y, edge]
+    return out
+
+
 def smooth_region(image: np.ndarray, region: np.ndarray, sigma_px: tuple[float, float]) -> np.ndarray:
     """(R, R, 3) ``image`` with the pixels of ``region`` blurred among themselves by a Gaussian of (rows, columns)
     sigmas ``sigma_px``: the back of the torso, looked up on the front's sides row by row, as plain fabric."""
@@ -445,6 +474,8 @@ def region_colors(photo: np.ndarray, silhouette: np.ndarray, body: BodyFit, part
                 xy = toward_sides(xy, p, src.labels, s.back_band, part)
             xy = toward_rim(xy, p, src.labels, s.head_band)
         cols, direct = match_colors(xy, p, src, photo, s)
+        if behind:
+            cols = nape_from_outline(cols, xy, p, src.labels, photo, s.edge_px)
         colors[b][mask] = cols
         labels[b][mask] = p
         if behind:  # plain fabric across the back, and hair or a hood without the spokes of toward_rim

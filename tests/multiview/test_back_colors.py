@@ -143,6 +143,28 @@ def test_the_back_of_the_head_looks_up_the_front_heads_outline_in_its_direction(
     assert labels[int(nape[1]), int(nape[0])] == HEAD and nape[1] > 20.5  # beside the jaw, not on the chin
 
 
+def test_the_back_of_the_neck_is_what_shows_beside_the_neck_in_its_row():
+    from human3d.multiview.back_colors import nape_from_outline
+
+    labels = np.full((20, 40), -1, np.int16)
+    labels[5:15, 10:30] = HEAD  # a hood beside the neck, rows 5..14
+    labels[5:15, 16:24] = FACE  # the chin and throat in front of the neck
+    labels[5:15, 30:34] = PART_NAMES.index("hand_r")  # a raised hand touching the hood on the right
+    photo = np.zeros((20, 40, 3), np.float32)
+    photo[labels == HEAD] = (0.2, 0.5, 0.3)
+    photo[labels == FACE] = (0.9, 0.7, 0.6)
+    photo[5:15, 10:13] = (0.2, 0.4, 0.3)  # the hood's outline on the left, a shade darker
+    photo[5:15, 27:30] = (0.3, 0.5, 0.2)  # and on the right
+    photo[labels == PART_NAMES.index("hand_r")] = (0.8, 0.6, 0.5)
+    xy = np.array([[17.5, 9.5], [22.5, 9.5], [20.5, 2.5], [20.5, 9.5]])
+    parts = np.array([NECK, NECK, NECK, TORSO])
+    before = np.full((4, 3), 0.5, np.float32)
+    out = nape_from_outline(before, xy, parts, labels, photo, inset_px=1.0)
+    np.testing.assert_allclose(out[0], (0.2, 0.4, 0.3))  # left of the middle: the left outline
+    np.testing.assert_allclose(out[1], (0.3, 0.5, 0.2))  # right of it: the right one, not the hand beyond it
+    np.testing.assert_allclose(out[2:], before[2:])  # outside the person, and other parts, are left
+
+
 def test_smoothing_a_region_keeps_its_mean_and_leaves_the_rest():
     rng = np.random.default_rng(0)
     img = rng.random((30, 30, 3)).astype(np.float32)
