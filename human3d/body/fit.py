@@ -142,9 +142,10 @@ class FitSettings:
     """Share of mediapipe's shoulder-to-elbow depth the fit believes (:func:`damped_upper_arm_depth`). On the
     embedded benchmark's clothed renders mediapipe leaned upper arms that hang -5 to 13 degrees from the image
     plane 17-35 degrees toward the camera (and its 2D upper arms were 15-19% short, which a fit of the right arm
-    length can only match by leaning them the same way); believing half of it made the fitted body 14-15% closer to the truth on
-    two of the three Anny subjects and left the body-fit benchmark's hard poses (benchmarks/body_fit.py) as they
-    were (median joint error 36 -> 34 mm). 1 believes the landmarks in full (exact ones, as in tests)."""
+    length can only match by leaning them the same way); believing half of it made the fitted body 14-15% closer
+    to the truth on two of the three Anny subjects and left the body-fit benchmark's hard poses
+    (benchmarks/body_fit.py) as they were (median joint error 36 -> 34 mm). 1 believes the landmarks in full
+    (exact ones, as in tests)."""
     world_feet: bool = True
     """Whether the feet's 3D directions (heel to toe) take part in the 3D term. Never in a back view: there
     mediapipe's feet mostly point at the camera, and following them twists the whole leg."""
@@ -592,28 +593,26 @@ def mirrored_limbs(world: np.ndarray) -> np.ndarray:
     return out
 
 
-def damped_shin_depth(world: np.ndarray, keep: float) -> np.ndarray:
-    """(K, 3) world landmarks whose ankles (with their heels and toes) keep only ``keep`` of their depth relative
-    to the knees (0: the shins lie in a plane facing the camera, 1: as mediapipe says)."""
+def damped_limb_depth(world: np.ndarray, keep: float, root: str, joint: str, moved: tuple[str, ...]) -> np.ndarray:
+    """(K, 3) world landmarks whose ``joint`` (both sides' ``left_``/``right_`` names), with the ``moved`` points
+    below it, keeps only ``keep`` of its depth relative to ``root`` (0: the segment lies in a plane facing the
+    camera, 1: as mediapipe says)."""
     out = np.array(world, dtype=np.float64, copy=True)
     for side in ("left", "right"):
-        knee, ankle = KP[f"{side}_knee"], KP[f"{side}_ankle"]
-        dz = (keep - 1.0) * (out[ankle, 2] - out[knee, 2])
-        for part in ("ankle", "heel", "foot_index"):
+        dz = (keep - 1.0) * (out[KP[f"{side}_{joint}"], 2] - out[KP[f"{side}_{root}"], 2])
+        for part in moved:
             out[KP[f"{side}_{part}"], 2] += dz
     return out.astype(np.asarray(world).dtype)
+
+
+def damped_shin_depth(world: np.ndarray, keep: float) -> np.ndarray:
+    """:func:`damped_limb_depth` of the ankles (with their heels and toes) relative to the knees."""
+    return damped_limb_depth(world, keep, "knee", "ankle", ("ankle", "heel", "foot_index"))
 
 
 def damped_upper_arm_depth(world: np.ndarray, keep: float) -> np.ndarray:
-    """(K, 3) world landmarks whose elbows (with their forearms and hands) keep only ``keep`` of their depth
-    relative to the shoulders (0: the upper arms lie in a plane facing the camera, 1: as mediapipe says)."""
-    out = np.array(world, dtype=np.float64, copy=True)
-    for side in ("left", "right"):
-        shoulder, elbow = KP[f"{side}_shoulder"], KP[f"{side}_elbow"]
-        dz = (keep - 1.0) * (out[elbow, 2] - out[shoulder, 2])
-        for part in ("elbow", "wrist", "index", "pinky", "thumb"):
-            out[KP[f"{side}_{part}"], 2] += dz
-    return out.astype(np.asarray(world).dtype)
+    """:func:`damped_limb_depth` of the elbows (with their forearms and hands) relative to the shoulders."""
+    return damped_limb_depth(world, keep, "shoulder", "elbow", ("elbow", "wrist", "index", "pinky", "thumb"))
 
 
 def _hypotheses(obs: Observations, conf: np.ndarray, have_kp: bool) -> list[tuple[str, np.ndarray | None, bool]]:

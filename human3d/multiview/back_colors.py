@@ -43,6 +43,7 @@ from human3d.body.parts import (
 )
 from human3d.cameras import BODY_VIEW_AZIMUTHS, BODY_VIEW_NAMES, OrthoCamera
 from human3d.context import StageContext
+from human3d.ops.image import row_runs
 from human3d.render import get_rasterizer
 from human3d.types import BodyFit
 
@@ -344,8 +345,7 @@ def toward_rim(xy: np.ndarray, parts: np.ndarray, labels: np.ndarray, band: floa
     radius = np.hypot(p[:, 0], p[:, 1])
     angle = np.where(radius > 1e-6, np.arctan2(p[:, 1], p[:, 0]), -0.5 * np.pi)  # the very centre: up
     at = ((angle + np.pi) / step).astype(np.int64) % bins
-    turned = to_hair[at] != at
-    angle = np.where(turned, (to_hair[at] + 0.5) * step - np.pi, angle)
+    angle = np.where(to_hair[at] != at, (to_hair[at] + 0.5) * step - np.pi, angle)  # turned toward hair or hood
     at = to_hair[at]
     unit = np.stack([np.cos(angle), np.sin(angle)], 1)
     t = np.clip(radius / rim[at], 0.0, 1.0)
@@ -371,15 +371,11 @@ def nape_from_outline(colors: np.ndarray, xy: np.ndarray, parts: np.ndarray, lab
     inset = int(np.ceil(inset_px)) + 1
     for i in sel:
         y, x = min(max(int(xy[i, 1]), 0), h - 1), min(max(int(xy[i, 0]), 0), w - 1)
-        row = inside[y]
-        if not row[x]:
+        run = next(((a, b) for a, b in row_runs(inside[y]) if a <= x < b), None)
+        if run is None or run[1] - 1 - run[0] < 4 * inset:
             continue
-        left = x - int(np.argmin(row[x::-1])) + 1 if not row[:x + 1].all() else 0
-        right = x + int(np.argmin(row[x:])) - 1 if not row[x:].all() else w - 1
-        if right - left < 4 * inset:
-            continue
-        edge = left + inset if x - left < right - x else right - inset
-        out[i] = photo[y, edge]
+        left, right = run[0], run[1] - 1
+        out[i] = photo[y, left + inset if x - left < right - x else right - inset]
     return out
 
 

@@ -30,6 +30,8 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.linalg import spsolve
 
+from human3d.ops.image import row_runs
+
 #: Weak pull of ``mid`` toward the body's median depth: keeps a region that touches no body pixel well posed.
 MID_ANCHOR = 1e-4
 #: Largest grid the two fields are solved on (finer canvases are pooled to it and sampled back): both are smooth.
@@ -243,8 +245,7 @@ def bridged_rows(silhouette: np.ndarray, legs: np.ndarray) -> np.ndarray:
         crotch = int(y)
     both[:crotch + 1] = False
     for y in np.nonzero(both)[0]:
-        edges = np.flatnonzero(np.diff(np.r_[0, silhouette[y].astype(np.int8), 0]))
-        for a, b in zip(edges[::2], edges[1::2]):
+        for a, b in row_runs(silhouette[y]):
             if (legs[y, a:b] == 1).any() and (legs[y, a:b] == 2).any():
                 out[y, a:b] = True
     return out
@@ -289,8 +290,7 @@ def rounded_row(cloth: np.ndarray, front: np.ndarray, back: np.ndarray) -> tuple
     depth) up to its most forward point at the middle, and the back likewise, so that cloth bridging two legs spans
     them in one convex curve instead of dipping between them."""
     front, back = front.copy(), back.copy()
-    edges = np.flatnonzero(np.diff(np.r_[0, cloth.astype(np.int8), 0]))
-    for a, b in zip(edges[::2], edges[1::2]):
+    for a, b in row_runs(cloth):
         f, k = front[a:b], back[a:b]
         ok = np.isfinite(f) & np.isfinite(k)
         if b - a < 3 or not ok[0] or not ok[-1]:

@@ -67,3 +67,9 @@ def decode_normals(rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarra
     if mask is not None:
         out[~np.asarray(mask, bool)] = 0.0
     return out
+
+
+def row_runs(row: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of True in a (W,) bool row: [(start, stop), ...], stop exclusive, left to right."""
+    edges = np.flatnonzero(np.diff(np.r_[0, np.asarray(row, np.int8), 0]))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
