@@ -365,7 +365,8 @@ def carve_with_report(views: MultiView, body: BodyFit, cfg: CarveConfig,
     if cfg.poisson:
         t0 = time.perf_counter()
         ctx.progress(0.95, "Poisson clean-up")
-        v_np, f_np = poisson_cleanup(v_np, f_np, depth=cfg.poisson_depth, density_quantile=0.0)  # closed
+        v_np, f_np = poisson_cleanup(v_np, f_np, depth=cfg.poisson_depth, density_quantile=0.0,  # closed
+                                     seed=ctx.seed)
         report.seconds["poisson"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ctx.progress(0.97, "cleaning the mesh")

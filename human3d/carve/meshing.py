@@ -407,9 +407,11 @@ def make_watertight(vertices: np.ndarray, faces: np.ndarray, spacing: float) -> 
 
 
 def poisson_cleanup(vertices: np.ndarray, faces: np.ndarray, depth: int = 8,
-                    samples: int = 200_000, density_quantile: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
-    """Screened Poisson reconstruction (Open3D) of points sampled on the mesh; low-density vertices are trimmed
-    and the largest component kept. Returns (V, 3) float32 and (F, 3) int64."""
+                    samples: int = 200_000, density_quantile: float = 0.01, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Screened Poisson reconstruction (Open3D) of points sampled on the mesh (Open3D's generator seeded with
+    ``seed``, so one input gives one output); low-density vertices are trimmed and the largest component kept.
+    Returns (V, 3) float32 and (F, 3) int64."""
     try:
         import open3d as o3d
     except Exception as err:
@@ -418,6 +420,7 @@ def poisson_cleanup(vertices: np.ndarray, faces: np.ndarray, depth: int = 8,
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(vertices, dtype=np.float64)),
                                      o3d.utility.Vector3iVector(np.asarray(faces, dtype=np.int32)))
     mesh.compute_vertex_normals()
+    o3d.utility.random.seed(int(seed))
     pcd = mesh.sample_points_uniformly(number_of_points=samples, use_triangle_normal=True)
     rec, density = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth, linear_fit=True)
     density = np.asarray(density)
