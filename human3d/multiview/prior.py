@@ -27,7 +27,16 @@ from human3d.context import StageContext
 from human3d.errors import NoPersonFoundError
 from human3d.multiview.back_colors import prior_colors
 from human3d.multiview.face import FaceSurface, blend_face_depth, find_face, paste_face_normals
-from human3d.multiview.thickness import body_support, drape, even_garments, inflate, loose_volume, smooth_inside
+from human3d.multiview.thickness import (
+    LOOSE_DEPTH,
+    body_support,
+    drape,
+    even_garments,
+    inflate,
+    loose_ratio,
+    loose_volume,
+    smooth_inside,
+)
 from human3d.render import get_rasterizer, render_normals
 from human3d.types import BodyFit, Framed, MultiView
 
@@ -72,7 +81,8 @@ def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray
                  smooth_px: float, legs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Front and back depth sheets over ``silhouette`` (R, R): the body's depths where it is well inside S, and an
     inflation of the rest (:mod:`.thickness`: round at the contour, continuing the body where it meets it); with
-    ``legs`` (:func:`leg_labels`), a skirt or coat between the legs hangs from the hips (:func:`.thickness.drape`).
+    ``legs`` (:func:`leg_labels`), a skirt or coat between the legs hangs from the hips (:func:`.thickness.drape`)
+    and what covers the head is round (:func:`.thickness.loose_ratio`).
     Outside S both are NaN."""
     core = ndimage.binary_erosion(covered, iterations=2)  # the body's rim has no thickness: take depths inside it
     if not core.any():
@@ -86,15 +96,15 @@ def proxy_depths(silhouette: np.ndarray, z_front: np.ndarray, z_back: np.ndarray
     half = smooth_inside(0.5 * (zf_c - zb_c), core, smooth_px)
     support, half = body_support(silhouette, core, half, covered)
     mid, half = inflate(silhouette, support, mid, half)
-    half = loose_volume(silhouette, covered, half)
+    half = loose_volume(silhouette, covered, half, ratio=LOOSE_DEPTH if legs is None else loose_ratio(legs))
     zf = np.where(silhouette, mid + half, np.nan)
     zb = np.where(silhouette, mid - half, np.nan)
     return (zf, zb) if legs is None else drape(silhouette, legs, zf, zb)
 
 
 def leg_labels(body: BodyFit, resolution: int, renderer: str = "auto", device: str = "cpu") -> np.ndarray | None:
-    """(R, R) int8: 1 where the front view of the body sees its left leg, 2 its right leg, 4 an arm or a hand, 3
-    another part, 0 where it sees nothing; None when the fit has no part labels."""
+    """(R, R) int8: 1 where the front view of the body sees its left leg, 2 its right leg, 4 an arm or a hand, 5
+    the head or face, 3 another part, 0 where it sees nothing; None when the fit has no part labels."""
     if body.parts is None or len(body.parts) != len(body.vertices):
         return None
     from human3d.body.parts import PART_NAMES
@@ -108,6 +118,7 @@ def leg_labels(body: BodyFit, resolution: int, renderer: str = "auto", device: s
         out[np.isin(labels, ids)] = value
     arms = [i for i, n in enumerate(PART_NAMES) if n.startswith(("upper_arm", "forearm", "hand"))]
     out[np.isin(labels, arms)] = 4
+    out[np.isin(labels, [PART_NAMES.index("face"), PART_NAMES.index("head")])] = 5
     return out
 
 

@@ -12,6 +12,9 @@ both come from the body; elsewhere they are solved for with a smoothness prior a
 * **Smoothness**: ``mid`` is harmonic (``∇²mid = 0``) with the body's mid depth where it meets the body and zero
   slope across the contour (Neumann), so a hat or a skirt hangs at the depth of what holds it.
 
+* **Loose clothes** wrap the body (:func:`loose_volume`): a skirt or a coat LOOSE_DEPTH as deep as it is wide,
+  and what covers the head (hair, a hood, a hat) round, a ball where it is a round blob (:func:`loose_ratio`).
+
 Pixels of S are unknowns of one sparse linear system per field (5-point Laplacian, canonical units).
 
 Two cues shape what the body covers:
@@ -133,11 +136,12 @@ def inflate(silhouette: np.ndarray, body: np.ndarray, mid_body: np.ndarray, half
 
 
 def loose_volume(silhouette: np.ndarray, covered: np.ndarray, half: np.ndarray,
-                 max_resolution: int = SOLVE_RESOLUTION) -> np.ndarray:
+                 max_resolution: int = SOLVE_RESOLUTION, ratio: float | np.ndarray = LOOSE_DEPTH) -> np.ndarray:
     """``half`` (R, R) grown where the clothes are loose: a skirt or a coat wraps the body, so around the legs it
     is as deep as the skirt is wide, not as the legs are.
 
-    The silhouette's own inflation (``∇²u = -1``, the body ignored) times LOOSE_DEPTH is the volume of what wraps
+    The silhouette's own inflation (``∇²u = -1``, the body ignored) times ``ratio`` (LOOSE_DEPTH, or per pixel:
+    :func:`loose_ratio`) is the volume of what wraps
     the body: zero on the contour where it faces up or sideways, zero slope where it faces down, since the lower
     edge of loose clothes or hair is an open hem seen edge-on, as deep there as the cloth above it; it counts in proportion to how much of the neighbourhood (a Gaussian of
     LOOSE_SIGMA) is silhouette the body does not cover (full from LOOSE_FULL), so tight clothes keep the body's
@@ -155,9 +159,31 @@ def loose_volume(silhouette: np.ndarray, covered: np.ndarray, half: np.ndarray,
     sigma = LOOSE_SIGMA * r / 2.0
     loose = ndimage.gaussian_filter((silhouette & ~covered).astype(np.float64), sigma)
     loose /= np.maximum(ndimage.gaussian_filter(silhouette.astype(np.float64), sigma), 1e-9)
-    wrap = np.clip(loose / LOOSE_FULL, 0.0, 1.0) * LOOSE_DEPTH * free
+    wrap = np.clip(loose / LOOSE_FULL, 0.0, 1.0) * ratio * free
     out = (np.nan_to_num(half) ** 6 + wrap ** 6) ** (1.0 / 6.0)
     return np.where(silhouette, out, np.nan)
+
+
+#: Depth-to-width ratio of what covers the head (hair, a hood, a hat, a helmet) in :func:`loose_volume`: round in
+#: every cross-section. The silhouette's inflation of a round blob of radius a is a/√2 deep at its middle, so √2
+#: makes a ball of it; a strip of hair beside the face, which wraps the side of the head, comes out √2 times as
+#: deep as it is wide.
+HEAD_DEPTH = float(np.sqrt(2.0))
+#: Width (Gaussian sigma, fraction of the canvas) over which the ratio passes from the head's to the clothes'.
+RATIO_BLEND = 0.01
+
+
+def loose_ratio(labels: np.ndarray) -> np.ndarray:
+    """(R, R) depth-to-width ratio of :func:`loose_volume` from the front view's part labels (R, R) int8 (those of
+    :func:`drape`, 5 the head or face, 0 nothing): HEAD_DEPTH where the nearest pixel the body covers is its head,
+    LOOSE_DEPTH elsewhere (skirts, coats, sleeves), blended over RATIO_BLEND; LOOSE_DEPTH everywhere when no pixel
+    is labelled."""
+    seen = labels > 0
+    if not seen.any():
+        return np.full(labels.shape, LOOSE_DEPTH)
+    _, (iy, ix) = ndimage.distance_transform_edt(~seen, return_indices=True)
+    ratio = np.where(labels[iy, ix] == 5, HEAD_DEPTH, LOOSE_DEPTH)
+    return ndimage.gaussian_filter(ratio, RATIO_BLEND * labels.shape[0])
 
 
 def relax(domain: np.ndarray, known: np.ndarray, x: np.ndarray, source: float, neumann: bool | tuple[bool, ...],

@@ -275,3 +275,31 @@ def test_a_garment_seen_at_its_sides_is_as_thick_at_its_front_and_back():
     assert np.all(grown[radial > 0.099] >= radial[radial > 0.099] - 1e-6)  # nothing moves in
     parts[:] = PART_NAMES.index("face")  # an open face keeps the fit's own surface
     np.testing.assert_allclose(even_garments(v.astype(np.float32), f, offsets, parts), v, atol=1e-6)
+
+
+def test_what_covers_the_head_is_round_and_other_loose_cloth_is_flatter():
+    """A hood, a helmet or big hair around a small head: the proxy is a ball there (as deep as the blob is wide),
+    while the same blob hung from any other part keeps the flatter depth of loose clothes."""
+    from human3d.multiview.prior import proxy_depths
+    from human3d.multiview.thickness import LOOSE_DEPTH
+
+    r = 128
+    yy, xx = np.mgrid[0:r, 0:r]
+    x, y = 2 * (xx + 0.5) / r - 1, 1 - 2 * (yy + 0.5) / r
+    rho = np.hypot(x, y - 0.6)
+    blob, head = rho < 0.25, rho < 0.08
+    torso = (np.abs(x) < 0.2) & (y < 0.35) & (y > -0.6)
+    silhouette, covered = blob | torso, head | torso
+    half = np.where(head, np.sqrt(np.clip(0.08 ** 2 - rho ** 2, 0.0, None)), np.where(torso, 0.1, 0.0))
+    depth = {}
+    for name, head_label in (("head", 5), ("other", 3)):
+        labels = np.where(head, head_label, np.where(torso, 3, 0)).astype(np.int8)
+        zf, zb = proxy_depths(silhouette, half, -half, covered, smooth_px=1.0, legs=labels)
+        depth[name] = zf - zb
+    centre = (int(round((1 - 0.6) * r / 2 - 0.5)), r // 2)
+    aside = (centre[0], int(round((0.15 + 1) * r / 2 - 0.5)))  # 0.15 off the middle, beside the small head
+    assert depth["head"][centre] == pytest.approx(2 * 0.25, rel=0.15)  # a ball as wide as the blob
+    assert depth["head"][aside] == pytest.approx(2 * np.sqrt(0.25 ** 2 - 0.15 ** 2), rel=0.2)
+    assert depth["other"][centre] < 0.8 * LOOSE_DEPTH * 2 * 0.25  # a skirt's or a coat's flatter section
+    torso_px = (int(round((1 - 0.0) * r / 2 - 0.5)), r // 2)
+    np.testing.assert_allclose(depth["head"][torso_px], depth["other"][torso_px], rtol=1e-6)  # tight: the body's
