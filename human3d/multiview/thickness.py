@@ -253,17 +253,28 @@ DRAPE_ABOVE = 0.12
 #: Fewest rows (as a fraction of the canvas) a bridge between the legs must span to count as a skirt or a coat
 #: (thighs that touch below the crotch do so for fewer).
 DRAPE_MIN_ROWS = 0.03
+#: A garment bridging the legs ends at a hem: the silhouette just below it (HEM_BELOW of the canvas, arms left
+#: out) is narrower than the lower half of the garment by this factor at least, or there is none (it reaches the
+#: floor). Thighs that touch, in trousers, part with no such step.
+HEM_STEP = 1.1
+HEM_BELOW = 0.015
+#: Rows (fraction of the canvas) a garment's bridge may start below the crotch, and may break for.
+BRIDGE_SLACK = 0.006
 
 
 def bridged_rows(silhouette: np.ndarray, legs: np.ndarray) -> np.ndarray:
-    """(R, R) bool: the pixels of every silhouette run (a row's interval of S) below the crotch that holds both legs
-    of the body: a skirt or a coat fills the space between them (a gap the photo shows as background splits the
-    run). ``legs`` (R, R) int8: where the front view of the fitted body sees its left leg 1, its right leg 2, an
-    arm or a hand 4, any other part 3, else 0; the crotch is where, going down, the hips stop showing between the
+    """(R, R) bool: the pixels of the silhouette runs (a row's interval of S) that hold both legs of the body, from
+    just below the crotch down without a break: a skirt or a coat fills the space between them (a gap the photo
+    shows as background splits the run). Only a garment that ends in a hem counts (HEM_STEP): thighs that touch
+    part with no step in the outline, and legs that cross further down (shins, ankles) do not start at the crotch.
+    ``legs`` (R, R) int8: where the front view of the fitted body sees its left leg 1, its right leg 2, an arm or a
+    hand 4, any other part 3 (or 5), else 0; the crotch is where, going down, the hips stop showing between the
     legs."""
     out = np.zeros_like(silhouette)
     both = (legs == 1).any(1) & (legs == 2).any(1)
-    crotch = -1
+    if not both.any():
+        return out
+    crotch = int(np.argmax(both)) - 1  # where the hips show between the legs from their top down, or above them
     for y in np.nonzero(both)[0]:
         a, b = sorted((np.median(np.flatnonzero(legs[y] == 1)), np.median(np.flatnonzero(legs[y] == 2))))
         if not (legs[y, int(a):int(b) + 1] == 3).any():
@@ -274,6 +285,26 @@ def bridged_rows(silhouette: np.ndarray, legs: np.ndarray) -> np.ndarray:
         for a, b in row_runs(silhouette[y]):
             if (legs[y, a:b] == 1).any() and (legs[y, a:b] == 2).any():
                 out[y, a:b] = True
+    return _garment_from_crotch(out, silhouette & (legs != 4), crotch)
+
+
+def _garment_from_crotch(bridge: np.ndarray, body: np.ndarray, crotch: int) -> np.ndarray:
+    """``bridge`` (R, R) cut to its first stretch of rows, kept only when it starts at the ``crotch`` row and ends
+    in a hem over ``body`` (R, R bool: the silhouette without the arms); see :func:`bridged_rows`."""
+    r = bridge.shape[0]
+    rows = np.flatnonzero(bridge.any(1))
+    slack = max(1, int(round(BRIDGE_SLACK * r)))
+    none = np.zeros_like(bridge)
+    if len(rows) == 0 or rows[0] > crotch + 1 + slack:
+        return none
+    breaks = np.flatnonzero(np.diff(rows) > 1 + slack)
+    last = int(rows[breaks[0]] if len(breaks) else rows[-1])
+    out = bridge.copy()
+    out[last + 1:] = False
+    lower = [np.ptp(np.flatnonzero(out[y])) + 1 for y in rows[rows <= last][len(rows[rows <= last]) // 2:]]
+    below = body[last + 1 + slack:last + 2 + slack + max(2, int(round(HEM_BELOW * r)))].any(0)
+    if below.any() and max(lower) < HEM_STEP * (np.ptp(np.flatnonzero(below)) + 1):
+        return none
     return out
 
 

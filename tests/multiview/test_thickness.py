@@ -174,15 +174,16 @@ def test_loose_clothes_wrap_the_body_and_tight_ones_keep_its_thickness():
 
 
 def _legs_under(r: int, skirt: bool, flare: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(silhouette, legs labels) of hips (24 px wide) over two legs, with or without a skirt bridging them from the
-    crotch: as wide as the hips, or widening by ``flare`` px on each side down to its hem."""
+    """(silhouette, legs labels) of hips (24 px wide) over two legs (20 px across both, as thighs taper), with or
+    without a skirt bridging them from the crotch: as wide as the hips, or widening by ``flare`` px on each side
+    down to its hem."""
     sil = np.zeros((r, r), bool)
     legs = np.zeros((r, r), np.int8)
     sil[10:30, 20:44] = True
     legs[10:30, 20:44] = 3  # hips, down to the crotch at row 29
-    for x0, label in ((20, 1), (34, 2)):
-        sil[30:60, x0:x0 + 10] = True
-        legs[30:60, x0:x0 + 10] = label
+    for x0, label in ((22, 1), (34, 2)):
+        sil[30:60, x0:x0 + 8] = True
+        legs[30:60, x0:x0 + 8] = label
     if skirt:  # the skirt fills the gap between the legs down to its hem at row 49
         for y in range(30, 50):
             grow = int(round(flare * (y - 30) / 19))
@@ -210,6 +211,31 @@ def test_a_skirt_hangs_from_the_hips_and_trousers_keep_the_legs():
     assert not bridged_rows(sil, legs).any()
     f, _ = drape(sil, legs, np.where(sil, zf, np.nan), np.where(sil, zb, np.nan))
     np.testing.assert_array_equal(f[sil], zf[sil])
+
+
+def test_thighs_that_touch_and_shins_that_cross_are_no_garment():
+    """Trousers: below the crotch the thighs touch (one run holding both legs, parting with no hem), and further
+    down the shins cross (both legs in one run again, far below the crotch): no skirt is hung from either."""
+    from human3d.multiview.thickness import bridged_rows
+
+    r = 128
+    sil = np.zeros((r, r), bool)
+    legs = np.zeros((r, r), np.int8)
+    sil[20:40, 40:88] = True
+    legs[20:40, 40:88] = 3  # hips down to the crotch at row 39
+    for y in range(40, 120):
+        inner = 0 if y < 60 else min(8, (y - 60) // 2)  # thighs touch to row 59, then part gradually
+        if y >= 95:  # the shins cross: one leg in front of the other
+            inner = -4
+        left, right = (44 + (y - 40) // 8, 64 - inner), (64 + inner, 84 - (y - 40) // 8)
+        for (a, b), label in ((left, 1), (right, 2)):
+            sil[y, a:b] = True
+            legs[y, a:b] = label
+    assert not bridged_rows(sil, legs).any()
+    skirt = sil.copy()
+    skirt[40:75, 40:88] = True  # a straight skirt from the hips: its hem at row 74 is wider than the legs below
+    bridge = bridged_rows(skirt, legs)
+    assert bridge[40:75].any(1).all() and not bridge[75:].any()
 
 
 def test_cloth_across_two_legs_spans_them_in_one_convex_curve():
