@@ -13,13 +13,11 @@ import time
 
 import numpy as np
 
+from human3d.body.parts import HIPS, TORSO, bone_parts
 from human3d.config import RigConfig
 from human3d.context import StageContext
 from human3d.errors import InternalError, UsageError
 from human3d.types import BodyFit, Skin, TexturedMesh
-
-#: Bone-name fragments of the torso (for the self-intersection count after unposing).
-_TORSO_WORDS = ("root", "pelvis", "spine", "clavicle", "shoulder01", "collar")
 
 
 def check_rig_config(cfg: RigConfig) -> None:
@@ -87,7 +85,7 @@ def rig_with_skeleton(textured: TexturedMesh, body: BodyFit, skel, cfg: RigConfi
     axes = skel.place[:3, :3] / skel.scale
     if cfg.rest_pose != "photo":
         maps, joints = unpose_transforms(skel, cfg.rest_pose)
-        torso = np.array([any(w in n for w in _TORSO_WORDS) for n in skel.names])
+        torso = np.isin(bone_parts(skel.names), (TORSO, HIPS))
         kept = textured.faces if cut is None else textured.faces[~cut]
         face_torso = torso[tr.joints[:, 0]][kept].all(1)
         before = self_intersections(vertices, kept, face_torso)
