@@ -178,11 +178,7 @@ def loose_ratio(labels: np.ndarray) -> np.ndarray:
     :func:`drape`, 5 the head or face, 0 nothing): HEAD_DEPTH where the nearest pixel the body covers is its head,
     LOOSE_DEPTH elsewhere (skirts, coats, sleeves), blended over RATIO_BLEND; LOOSE_DEPTH everywhere when no pixel
     is labelled."""
-    seen = labels > 0
-    if not seen.any():
-        return np.full(labels.shape, LOOSE_DEPTH)
-    _, (iy, ix) = ndimage.distance_transform_edt(~seen, return_indices=True)
-    ratio = np.where(labels[iy, ix] == 5, HEAD_DEPTH, LOOSE_DEPTH)
+    ratio = _fill_nearest(np.where(labels == 5, HEAD_DEPTH, LOOSE_DEPTH), labels > 0)
     return ndimage.gaussian_filter(ratio, RATIO_BLEND * labels.shape[0])
 
 
@@ -299,13 +295,20 @@ def _garment_from_crotch(bridge: np.ndarray, body: np.ndarray, crotch: int) -> n
         return none
     breaks = np.flatnonzero(np.diff(rows) > 1 + slack)
     last = int(rows[breaks[0]] if len(breaks) else rows[-1])
+    kept = rows[rows <= last]
+    lower = max(_extent(bridge[y]) for y in kept[len(kept) // 2:])
+    below = body[last + 1 + slack:last + 2 + slack + max(2, int(round(HEM_BELOW * r)))].any(0)
+    if below.any() and lower < HEM_STEP * _extent(below):
+        return none
     out = bridge.copy()
     out[last + 1:] = False
-    lower = [np.ptp(np.flatnonzero(out[y])) + 1 for y in rows[rows <= last][len(rows[rows <= last]) // 2:]]
-    below = body[last + 1 + slack:last + 2 + slack + max(2, int(round(HEM_BELOW * r)))].any(0)
-    if below.any() and max(lower) < HEM_STEP * (np.ptp(np.flatnonzero(below)) + 1):
-        return none
     return out
+
+
+def _extent(row: np.ndarray) -> int:
+    """Pixels from the first to the last True of a non-empty (R,) bool row."""
+    cols = np.flatnonzero(row)
+    return int(cols[-1] - cols[0] + 1)
 
 
 def drape(silhouette: np.ndarray, legs: np.ndarray, zf: np.ndarray, zb: np.ndarray
